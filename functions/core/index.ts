@@ -1,0 +1,18 @@
+// The public surface of the core: the only import for handlers, the CLI and library users.
+export { type Clock, systemClock } from './clock.ts';
+export * as defaults from './defaults.ts';
+export { type FanOutRun, fanOut, startFanOut } from './engine.ts';
+export { ERROR_CODES, type ErrorCode, FanoutError, type ItemError, JobValidationError } from './errors.ts';
+export { createDestinationGuard, type DestinationGuard } from './guard.ts';
+export {
+  type JobOptions,
+  type ParsedJob,
+  parseItems,
+  parseJob,
+  parseOptions,
+  type TransformSpec,
+  toJobForm,
+} from './job.ts';
+export { createTransformPool, type TransformPool } from './pool.ts';
+export { type JobRuntime, readManifest, resumeJob, runJob } from './run.ts';
+export type * from './types.ts';
