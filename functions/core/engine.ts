@@ -1,6 +1,30 @@
-// PLACEHOLDER owned by the engine work: replaced by the real fan-out engine.
-import type { JobOptions } from './job.ts';
-import type { HostStats, Item, Outcome, Progress, Runtime } from './types.ts';
+// The fan-out engine: lazy intake, global and per-origin bounds, retries, redirects, modes and the job deadline.
+//
+// Bounds: the global one is a plain counter with a FIFO of waiters rather than p-limit, because an item
+// holds a request slot per hop, not for its whole life (it sleeps between retries without one) and the
+// common case must cost no promise; p-limit's queue is also unbounded, which we must not be. Intake
+// admits at most 2 x concurrency items at a time (fetching, sleeping, transforming or waiting for their
+// origin), and outcomes waiting for the consumer count too: memory scales with concurrency, never with
+// the number of items.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Agent } from 'undici';
+import { type Clock, systemClock } from './clock.ts';
+import type { ErrorCode, ItemError } from './errors.ts';
+import { createDestinationGuard, type DestinationGuardOptions } from './guard.ts';
+import { createHostScheduler, type HostPermit } from './hosts.ts';
+import { createHttpClient, type HttpResponse, headerValue } from './http.ts';
+import { type JobOptions, normalizeUrl, parseItems, parseOptions, type TransformSpec } from './job.ts';
+import { decideRetry, parseRetryAfter } from './retry.ts';
+import type {
+  FetchedResponse,
+  HostStats,
+  Item,
+  Outcome,
+  PendingOutcome,
+  Progress,
+  Runtime,
+  TransformResult,
+} from './types.ts';
 
 /** A running fan-out: outcomes in completion order, plus live figures for the manifest and progress. */
 export interface FanOutRun {
@@ -10,20 +34,631 @@ export interface FanOutRun {
   hostStats(): Record<string, HostStats>;
 }
 
-/** The engine over items already normalized by job.ts (runJob's entry). */
-export function startFanOut(
-  _items: Iterable<Item> | AsyncIterable<Item>,
-  _options: JobOptions,
-  _runtime: Runtime = {},
-): FanOutRun {
-  throw new Error('engine not yet implemented');
-}
+const PROGRESS_INTERVAL_MS = 100;
+const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
+/** Credentials never follow a redirect to another origin. */
+const CROSS_ORIGIN_DROPPED_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
+
+type StopReason = 'fail-fast' | 'failure-ratio' | 'deadline' | 'signal' | 'consumer';
 
 /** The library entry: validates `items` and `options` like a job, then yields outcomes as they finish. */
 export function fanOut(
-  _items: readonly unknown[],
-  _options: unknown = {},
-  _runtime: Runtime = {},
+  items: readonly unknown[],
+  options: unknown = {},
+  runtime: Runtime = {},
 ): AsyncIterableIterator<Outcome> {
-  throw new Error('engine not yet implemented');
+  const parsedOptions = parseOptions(options);
+  const parsed = parseItems(items);
+  return startFanOut(parsed.items, parsedOptions, runtime).outcomes;
+}
+
+/** The engine over items already normalized by job.ts (runJob's entry). Work starts on the first `next()`. */
+export function startFanOut(
+  items: Iterable<Item> | AsyncIterable<Item>,
+  options: JobOptions,
+  runtime: Runtime = {},
+): FanOutRun {
+  const clock: Clock = runtime.clock ?? systemClock;
+  const { concurrency } = options;
+  const maxAdmitted = concurrency * 2;
+  const random = Math.random;
+  const log = runtime.log;
+  const deadline = runtime.deadline;
+
+  const job = new AbortController();
+  const jobSignal = job.signal;
+  const hosts = createHostScheduler(
+    { perHost: options.perHost, perHostRate: options.perHostRate, adaptive: options.adaptive },
+    clock,
+  );
+  const guardOptions: DestinationGuardOptions = { connectTimeoutMs: options.timeouts.connectMs };
+  if (runtime.allow !== undefined) guardOptions.allow = runtime.allow;
+  if (runtime.allowedPorts !== undefined) guardOptions.allowedPorts = runtime.allowedPorts;
+  if (runtime.lookup !== undefined) guardOptions.lookup = runtime.lookup;
+  const guard = createDestinationGuard(guardOptions);
+
+  // Created on start so that a run never iterated holds no sockets or timers.
+  let agent: Agent | null = null;
+  let http: ReturnType<typeof createHttpClient> | null = null;
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+
+  // Counters (progress is built from them only when asked for).
+  let total = 0;
+  let totalKnown = false;
+  let succeeded = 0;
+  let failed = 0;
+  let pending = 0;
+  let retries = 0;
+  let throttled = 0;
+  let itemsInFlight = 0;
+  const failuresByCode: Partial<Record<ErrorCode, number>> = {};
+  let startedAtMs = 0;
+  let lastProgressMs = 0;
+
+  // Intake and the outcome queue.
+  let admitted = 0;
+  const queue: Outcome[] = [];
+  let queueHead = 0;
+  let consumerWake: (() => void) | null = null;
+  let producerWake: (() => void) | null = null;
+  let started = false;
+  let finished = false;
+  let fatal: unknown = null;
+  let stopReason: StopReason | null = null;
+  let pump: Promise<void> | null = null;
+
+  // The global bound on requests in flight.
+  let slotsInUse = 0;
+  const slotWaiters: Array<(granted: boolean) => void> = [];
+
+  const currentStop = (): StopReason | null => stopReason;
+  const queued = (): number => queue.length - queueHead;
+
+  const wakeConsumer = (): void => {
+    const wake = consumerWake;
+    consumerWake = null;
+    wake?.();
+  };
+  const wakeProducer = (): void => {
+    const wake = producerWake;
+    producerWake = null;
+    wake?.();
+  };
+
+  const snapshot = (): Progress => ({
+    total: totalKnown ? total : null,
+    succeeded,
+    failed,
+    pending,
+    inFlight: itemsInFlight,
+    retries,
+    throttled,
+    failuresByCode: { ...failuresByCode },
+    loopDelayP99Ms: started && loopDelay.count > 0 ? Math.round(loopDelay.percentile(99) / 1e4) / 100 : 0,
+    elapsedMs: started ? Math.round(performance.now() - startedAtMs) : 0,
+  });
+
+  const reportProgress = (force: boolean): void => {
+    const onProgress = runtime.onProgress;
+    if (onProgress === undefined) return;
+    const now = performance.now();
+    if (!force && now - lastProgressMs < PROGRESS_INTERVAL_MS) return;
+    lastProgressMs = now;
+    try {
+      onProgress(snapshot());
+    } catch (error) {
+      log?.warn('progress listener threw', { error: String(error) });
+    }
+  };
+
+  const stop = (reason: StopReason): void => {
+    if (stopReason !== null) return;
+    stopReason = reason;
+    job.abort(new Error(`fan-out stopped: ${reason}`));
+    http?.abortAll('ABORTED');
+    wakeProducer();
+    // Release everything still waiting for a request slot: their attempts fail at once as ABORTED.
+    for (const wake of slotWaiters.splice(0)) wake(false);
+  };
+
+  const emit = (outcome: Outcome): void => {
+    admitted--;
+    itemsInFlight--;
+    if (outcome.ok) succeeded++;
+    else if (outcome.pending) pending++;
+    else {
+      failed++;
+      const code = outcome.error.code;
+      failuresByCode[code] = (failuresByCode[code] ?? 0) + 1;
+    }
+    queue.push(outcome);
+    wakeConsumer();
+    wakeProducer();
+    if (!outcome.ok && !outcome.pending && outcome.error.code !== 'ABORTED') {
+      if (options.mode === 'fail-fast') stop('fail-fast');
+      else {
+        const done = succeeded + failed;
+        const judged = done >= 10 || (totalKnown && done >= total);
+        if (judged && failed / done > options.maxFailureRatio) stop('failure-ratio');
+      }
+    }
+    reportProgress(false);
+  };
+
+  /** How an item that did not finish is reported: pending on a deadline or signal, ABORTED otherwise. */
+  const unfinished = (item: Item, attempts: number, ms: number): Outcome => {
+    if (stopReason === 'fail-fast' || stopReason === 'failure-ratio') {
+      const message =
+        stopReason === 'fail-fast' ? 'aborted: fail-fast after a failure' : 'aborted: failure ratio exceeded';
+      return { id: item.id, url: item.url, ok: false, error: { code: 'ABORTED', message }, attempts, ms };
+    }
+    const outcome: PendingOutcome = {
+      id: item.id,
+      url: item.url,
+      ok: false,
+      pending: true,
+      item,
+      attempts,
+      ms,
+    };
+    return outcome;
+  };
+
+  /** Waits for a request slot; resolves false when the job stopped first (no slot was taken). */
+  const waitForSlot = (): Promise<boolean> => new Promise<boolean>((resolve) => slotWaiters.push(resolve));
+  const releaseSlot = (): void => {
+    // Hand the slot straight to the next waiter, so no one can slip in between and exceed the bound.
+    const next = slotWaiters.shift();
+    if (next !== undefined) next(true);
+    else slotsInUse--;
+  };
+
+  const runItem = async (item: Item): Promise<Outcome> => {
+    const client = http as NonNullable<typeof http>;
+    const startedAt = clock.now();
+    let url = item.url;
+    let method = item.method;
+    let headers = item.headers;
+    let body = item.body;
+    let attempts = 0;
+    let hops = 0;
+    let newAttempt = true;
+    const failure = (error: ItemError): Outcome => ({
+      id: item.id,
+      url: item.url,
+      ok: false,
+      error,
+      attempts,
+      ms: clock.now() - startedAt,
+    });
+
+    for (;;) {
+      if (stopReason !== null) return unfinished(item, attempts, clock.now() - startedAt);
+      if (deadline !== undefined && clock.now() >= deadline) {
+        stop('deadline');
+        return unfinished(item, attempts, clock.now() - startedAt);
+      }
+      const target = new URL(url);
+      // The policy judges every hop before any connection (the connector judges addresses again).
+      const blocked = guard.checkUrl(target);
+      if (blocked !== null) {
+        if (newAttempt) attempts++;
+        return failure(blocked);
+      }
+      if (newAttempt) {
+        attempts++;
+        if (attempts > 1) retries++;
+      }
+      newAttempt = true;
+      const origin = target.origin;
+      let permit: HostPermit | null = hosts.tryAcquire(origin);
+      if (permit === null) {
+        try {
+          permit = await hosts.acquire(origin, jobSignal);
+        } catch {
+          return unfinished(item, attempts, clock.now() - startedAt);
+        }
+      }
+      if (slotsInUse < concurrency && slotWaiters.length === 0) slotsInUse++;
+      else if (!(await waitForSlot())) {
+        permit.release({ ok: false, throttled: false, latencyMs: 0 });
+        return unfinished(item, attempts, clock.now() - startedAt);
+      }
+      if (log !== undefined) log.debug(`fetch ${item.id} ${target.host}`, { attempt: attempts, url });
+      const sentAt = performance.now();
+      const result = await client.fetchOnce({ url: target, method, headers, body });
+      releaseSlot();
+      const latencyMs = performance.now() - sentAt;
+      const status = result.ok ? result.response.status : undefined;
+      const retryAfter = result.ok ? headerValue(result.response.headers['retry-after']) : undefined;
+      const wasThrottled = status === 429 || status === 503;
+      if (wasThrottled) throttled++;
+      const retryAfterMs = parseRetryAfter(retryAfter, clock.now());
+      permit.release({
+        ok: status !== undefined && status < 400,
+        ...(status !== undefined ? { status } : {}),
+        throttled: wasThrottled,
+        ...(retryAfterMs !== null ? { retryAfterMs } : {}),
+        latencyMs,
+      });
+
+      if (result.ok && status !== undefined) {
+        const response = result.response;
+        if (status >= 200 && status < 300) {
+          return finishSucceeded(item, response, target.href, attempts, startedAt);
+        }
+        const location = headerValue(response.headers.location);
+        if (REDIRECT_STATUSES.has(status) && location !== undefined) {
+          hops++;
+          if (hops > options.maxRedirects) {
+            return failure({
+              code: 'TOO_MANY_REDIRECTS',
+              message: `more than ${options.maxRedirects} redirects`,
+            });
+          }
+          const next = resolveRedirect(location, target);
+          if (!next.ok) return failure(next.error);
+          if (new URL(next.url).origin !== origin) {
+            headers = withoutHeaders(headers, CROSS_ORIGIN_DROPPED_HEADERS);
+          }
+          // RFC 9110 §15.4: 303 turns into GET; so do 301/302 after a POST (what every client does).
+          if (
+            (status === 303 && method !== 'HEAD') ||
+            ((status === 301 || status === 302) && method === 'POST')
+          ) {
+            method = 'GET';
+            body = undefined;
+            headers = withoutHeaders(headers, ['content-type']);
+          }
+          url = next.url;
+          newAttempt = false;
+          continue;
+        }
+      }
+
+      const error: ItemError = result.ok
+        ? { code: 'HTTP_STATUS', message: `HTTP ${status}`, ...(status !== undefined ? { status } : {}) }
+        : result.error;
+      if (stopReason !== null) return unfinished(item, attempts, clock.now() - startedAt);
+      const decision = decideRetry(options.retries, {
+        attempts,
+        method,
+        ...(item.retryUnsafe ? { retryUnsafe: true } : {}),
+        failure: {
+          code: error.code,
+          ...(error.status !== undefined ? { status: error.status } : {}),
+          retryAfter: retryAfter ?? null,
+          ...(!result.ok && result.temporary ? { temporary: true } : {}),
+        },
+        now: clock.now(),
+        ...(deadline !== undefined ? { deadline } : {}),
+        random,
+      });
+      if (decision.action === 'stop') return failure(error);
+      if (decision.action === 'pending') {
+        return {
+          id: item.id,
+          url: item.url,
+          ok: false,
+          pending: true,
+          item,
+          attempts,
+          ms: clock.now() - startedAt,
+        };
+      }
+      try {
+        await clock.sleep(decision.delayMs, jobSignal);
+      } catch {
+        return unfinished(item, attempts, clock.now() - startedAt);
+      }
+    }
+  };
+
+  const finishSucceeded = async (
+    item: Item,
+    response: HttpResponse,
+    finalUrl: string,
+    attempts: number,
+    startedAt: number,
+  ): Promise<Outcome> => {
+    const transformed = await transform(item, response, finalUrl, options.transform, runtime, jobSignal);
+    const ms = clock.now() - startedAt;
+    if (!transformed.ok) {
+      if (stopReason !== null && jobSignal.aborted && transformed.code !== 'TRANSFORM_ERROR') {
+        return unfinished(item, attempts, ms);
+      }
+      return {
+        id: item.id,
+        url: item.url,
+        ok: false,
+        error: { code: transformed.code, message: transformed.message },
+        attempts,
+        ms,
+      };
+    }
+    return {
+      id: item.id,
+      url: item.url,
+      ok: true,
+      status: response.status,
+      value: transformed.value,
+      attempts,
+      ms,
+    };
+  };
+
+  const onSignalAbort = (): void => stop('signal');
+  let deadlineTimer: NodeJS.Timeout | null = null;
+
+  const run = async (): Promise<void> => {
+    startedAtMs = performance.now();
+    loopDelay.enable();
+    agent = new Agent({
+      connect: guard.connect,
+      connections: options.perHost,
+      pipelining: 1,
+      headersTimeout: options.timeouts.headersMs,
+      bodyTimeout: options.timeouts.bodyMs,
+    });
+    http = createHttpClient({
+      dispatcher: agent,
+      headersTimeoutMs: options.timeouts.headersMs,
+      bodyTimeoutMs: options.timeouts.bodyMs,
+      totalTimeoutMs: options.timeouts.totalMs,
+      maxBodyBytes: options.maxBodyBytes,
+    });
+    const signal = runtime.signal;
+    if (signal?.aborted) stop('signal');
+    else signal?.addEventListener('abort', onSignalAbort, { once: true });
+    if (deadline !== undefined) {
+      deadlineTimer = setTimeout(() => stop('deadline'), Math.max(0, deadline - clock.now()));
+      deadlineTimer.unref();
+    }
+
+    const isAsync = !(Symbol.iterator in items);
+    const iterator: Iterator<Item> | AsyncIterator<Item> = isAsync
+      ? (items as AsyncIterable<Item>)[Symbol.asyncIterator]()
+      : (items as Iterable<Item>)[Symbol.iterator]();
+    let exhausted = false;
+    const waitForRoom = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        producerWake = resolve;
+      });
+    try {
+      while (stopReason === null) {
+        if (admitted >= maxAdmitted || queued() >= maxAdmitted) {
+          await waitForRoom();
+          continue;
+        }
+        if (deadline !== undefined && clock.now() >= deadline) {
+          stop('deadline');
+          break;
+        }
+        const next = isAsync ? await iterator.next() : (iterator as Iterator<Item>).next();
+        if (next.done) {
+          exhausted = true;
+          break;
+        }
+        total++;
+        admitted++;
+        itemsInFlight++;
+        const item = next.value;
+        runItem(item).then(emit, (error: unknown) => {
+          // A bug, not an item's failure: record it on the item rather than lose the outcome.
+          emit({
+            id: item.id,
+            url: item.url,
+            ok: false,
+            error: { code: 'CONNECTION', message: `internal error: ${String(error)}` },
+            attempts: 0,
+            ms: 0,
+          });
+        });
+      }
+      while (admitted > 0) await waitForRoom();
+      if (!exhausted && stopReason !== 'consumer') {
+        // Every item left in the source still gets its outcome (ABORTED or pending), never dropped.
+        for (;;) {
+          if (queued() >= maxAdmitted) {
+            await waitForRoom();
+            // Re-read through a call: TypeScript narrowed stopReason before the await.
+            if (currentStop() === 'consumer') break;
+            continue;
+          }
+          const next = isAsync ? await iterator.next() : (iterator as Iterator<Item>).next();
+          if (next.done) {
+            exhausted = true;
+            break;
+          }
+          total++;
+          admitted++;
+          itemsInFlight++;
+          emit(unfinished(next.value, 0, 0));
+        }
+      }
+      if (exhausted) totalKnown = true;
+    } catch (error) {
+      fatal = error;
+      stop('consumer');
+    } finally {
+      if (!exhausted) await closeIterator(iterator);
+      signal?.removeEventListener('abort', onSignalAbort);
+      if (deadlineTimer !== null) clearTimeout(deadlineTimer);
+      http.close();
+      const closing = stopReason === null ? agent.close() : agent.destroy();
+      await closing.catch(() => undefined);
+      // Sockets finish closing in the loop's close phase: let it pass so nothing outlives the run.
+      await new Promise<void>((resolve) => setTimeout(resolve, 0));
+      reportProgress(true);
+      loopDelay.disable();
+      finished = true;
+      wakeConsumer();
+    }
+  };
+
+  const outcomes: AsyncIterableIterator<Outcome> = {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    async next(): Promise<IteratorResult<Outcome>> {
+      if (!started) {
+        started = true;
+        pump = run();
+      }
+      for (;;) {
+        if (queueHead < queue.length) {
+          const value = queue[queueHead] as Outcome;
+          queue[queueHead] = undefined as unknown as Outcome; // drop the reference: the consumer owns it now
+          queueHead++;
+          if (queueHead > 1024 && queueHead * 2 > queue.length) {
+            queue.splice(0, queueHead);
+            queueHead = 0;
+          }
+          wakeProducer();
+          return { value, done: false };
+        }
+        if (finished) {
+          if (fatal !== null) {
+            const error = fatal;
+            fatal = null;
+            throw error;
+          }
+          return { value: undefined, done: true };
+        }
+        await new Promise<void>((resolve) => {
+          consumerWake = resolve;
+        });
+      }
+    },
+    async return(): Promise<IteratorResult<Outcome>> {
+      if (!started) {
+        started = true;
+        finished = true;
+        return { value: undefined, done: true };
+      }
+      stop('consumer');
+      await pump;
+      queue.length = 0;
+      queueHead = 0;
+      return { value: undefined, done: true };
+    },
+  };
+
+  return { outcomes, progress: snapshot, hostStats: () => hosts.stats() };
+}
+
+async function closeIterator(iterator: Iterator<Item> | AsyncIterator<Item>): Promise<void> {
+  try {
+    await iterator.return?.();
+  } catch {
+    // A source that fails to close has nothing more to give us.
+  }
+}
+
+function withoutHeaders(headers: Record<string, string>, names: readonly string[]): Record<string, string> {
+  if (!names.some((name) => name in headers)) return headers;
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (!names.includes(name)) out[name] = value;
+  return out;
+}
+
+type RedirectTarget = { ok: true; url: string } | { ok: false; error: ItemError };
+
+/** A Location resolved against the current URL; a non-http(s) scheme is a destination the policy forbids. */
+function resolveRedirect(location: string, base: URL): RedirectTarget {
+  let resolved: URL;
+  try {
+    resolved = new URL(location, base);
+  } catch {
+    return {
+      ok: false,
+      error: { code: 'INVALID_URL', message: `redirect to an invalid URL: ${location.slice(0, 200)}` },
+    };
+  }
+  if (resolved.protocol !== 'http:' && resolved.protocol !== 'https:') {
+    return {
+      ok: false,
+      error: {
+        code: 'BLOCKED_DESTINATION',
+        message: `redirect to scheme "${resolved.protocol.slice(0, -1)}" refused`,
+      },
+    };
+  }
+  const checked = normalizeUrl(resolved.href);
+  if (!checked.ok)
+    return { ok: false, error: { code: 'INVALID_URL', message: `redirect: ${checked.message}` } };
+  return { ok: true, url: checked.url };
+}
+
+async function transform(
+  item: Item,
+  response: HttpResponse,
+  finalUrl: string,
+  spec: TransformSpec,
+  runtime: Runtime,
+  signal: AbortSignal,
+): Promise<TransformResult> {
+  const runner = runtime.transformRunner;
+  if (runner !== undefined) {
+    const fetched: FetchedResponse = {
+      itemId: item.id,
+      url: finalUrl,
+      status: response.status,
+      headers: flattenHeaders(response.headers),
+      body: toTransferable(response.chunks, response.bytes),
+    };
+    return runner(fetched, spec, signal);
+  }
+  return inlineTransform(spec, response);
+}
+
+/** Without a transform pool: JSON bodies parsed (auto/json), everything else as text (raw). */
+function inlineTransform(spec: TransformSpec, response: HttpResponse): TransformResult {
+  if (spec.name !== 'auto' && spec.name !== 'json' && spec.name !== 'raw') {
+    return {
+      ok: false,
+      code: 'TRANSFORM_ERROR',
+      message: `transform "${spec.name}" needs the transform pool`,
+    };
+  }
+  const contentType = headerValue(response.headers['content-type'])?.toLowerCase() ?? '';
+  const text = decodeText(response.chunks, response.bytes, contentType);
+  if (spec.name === 'raw' || !contentType.includes('json')) return { ok: true, value: text };
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch (error) {
+    return { ok: false, code: 'TRANSFORM_ERROR', message: `invalid JSON: ${(error as Error).message}` };
+  }
+}
+
+function decodeText(chunks: Buffer[], bytes: number, contentType: string): string {
+  const charset = /charset="?([^";\s]+)/.exec(contentType)?.[1];
+  const single = chunks.length === 1 ? chunks[0] : undefined;
+  const buffer = single ?? Buffer.concat(chunks, bytes);
+  if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return buffer.toString('utf8');
+  try {
+    return new TextDecoder(charset).decode(buffer);
+  } catch {
+    return buffer.toString('utf8');
+  }
+}
+
+/** A fresh, exactly sized buffer the pool can move to a worker (socket chunks share larger buffers). */
+function toTransferable(chunks: Buffer[], bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+function flattenHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in headers) {
+    const value = headerValue(headers[name]);
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
 }
