@@ -1,0 +1,54 @@
+// Continuing a partial job: one claimed, bounded asynchronous self-invocation per continuation number.
+
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import type { Manifest } from '../core/index.ts';
+import { claimObject, jobKey } from './job-objects.ts';
+import type { ResolvedDeps } from './job-runtime.ts';
+import type { Shell } from './lambda-shell.ts';
+
+export type ContinuationOutcome =
+  | { requested: number }
+  | { alreadyRequested: number }
+  | { exhausted: true; maxContinuations: number };
+
+export function continuationKey(deps: ResolvedDeps, jobId: string, continuation: number): string {
+  return jobKey(deps.store, jobId, `continuations/${String(continuation).padStart(4, '0')}.json`);
+}
+
+/**
+ * Asks for continuation `next` of a partial job. The claim object makes it happen once however often
+ * Lambda redelivers the event that asks; past FANOUT_MAX_CONTINUATIONS the job stays partial and the
+ * log and a metric say why.
+ */
+export async function continueIfPartial(
+  deps: ResolvedDeps,
+  shell: Shell,
+  manifest: Manifest,
+  next: number,
+): Promise<ContinuationOutcome | undefined> {
+  if (manifest.status !== 'partial') return undefined;
+  const { maxContinuations } = deps.config;
+  if (next > maxContinuations) {
+    shell.metrics.addMetric('ContinuationsExhausted', MetricUnit.Count, 1);
+    shell.logger.error('job left partial: continuations exhausted', {
+      code: 'CONTINUATIONS_EXHAUSTED',
+      maxContinuations,
+      pending: manifest.counts.pending,
+    });
+    return { exhausted: true, maxContinuations };
+  }
+  const key = continuationKey(deps, manifest.jobId, next);
+  const claim = await claimObject(deps.store, key, { jobId: manifest.jobId, continuation: next });
+  if (claim === 'exists') return { alreadyRequested: next };
+  try {
+    await deps.dispatcher.dispatch({ jobId: manifest.jobId, resume: true, continuation: next });
+  } catch (error) {
+    // Release the claim so Lambda's retry of this invocation can ask again.
+    await deps.store.client.send(new DeleteObjectCommand({ Bucket: deps.store.bucket, Key: key }));
+    throw error;
+  }
+  shell.metrics.addMetric('Continuations', MetricUnit.Count, 1);
+  shell.logger.info('continuation requested', { continuation: next, pending: manifest.counts.pending });
+  return { requested: next };
+}

@@ -1,0 +1,163 @@
+// The jobs API on Powertools' Router: POST /jobs (sync or accepted), GET /jobs/{id}, the redrive seam.
+import { randomUUID } from 'node:crypto';
+import { NotFoundError, Router } from '@aws-lambda-powertools/event-handler/http';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { type Manifest, readManifest, runJob } from '../core/index.ts';
+import { checkJobRequest, errorReply, json } from './api-replies.ts';
+import { isJobId } from './config.ts';
+import { continueIfPartial } from './continuation.ts';
+import { type AcceptedJob, claimObject, jobKey, readJsonObject, readPartLines } from './job-objects.ts';
+import { buildRuntime, type HandlerDeps, type ResolvedDeps, resolveDeps } from './job-runtime.ts';
+import { createShell, emptyRunFigures, recordRunMetrics } from './lambda-shell.ts';
+
+/** Results and errors read back into a 200 when the job has at most this many outcomes. */
+const INLINE_OUTCOMES_MAX = 100;
+/** Paths the API knows, with the methods each allows: a known path with another method is a 405. */
+const KNOWN_PATHS: ReadonlyArray<[RegExp, string]> = [
+  [/^\/jobs\/?$/, 'POST'],
+  [/^\/jobs\/[^/]+\/?$/, 'GET'],
+  [/^\/jobs\/[^/]+\/redrive\/?$/, 'POST'],
+];
+
+export function createApiHandler(deps: HandlerDeps) {
+  const shell = deps.shell ?? createShell({ tracing: deps.config.tracing });
+  const resolved = resolveDeps(deps);
+  // The Router hands routes the Lambda context only: the invocation's abort signal rides beside it.
+  const signals = new WeakMap<Context, AbortSignal>();
+  const router = new Router({ logger: shell.logger });
+
+  router.post('/jobs', async ({ req, context }) => {
+    const checked = await checkJobRequest(req, resolved.config);
+    if (!checked.ok) return checked.reply;
+    const { job, body, sha256 } = checked;
+    shell.logger.appendKeys({ jobId: job.jobId });
+    const accepted: AcceptedJob = {
+      jobId: job.jobId,
+      acceptedAt: new Date().toISOString(),
+      requestSha256: sha256,
+      job: body,
+    };
+    const acceptedKey = jobKey(resolved.store, job.jobId, 'accepted.json');
+    if ((await claimObject(resolved.store, acceptedKey, accepted)) === 'exists') {
+      return repeatReply(resolved, job.jobId, sha256, req.headers.has('idempotency-key'));
+    }
+    // Seam for the scale work: an S3 source (or a huge job) will start a Step Functions execution here.
+    if (job.source !== undefined || job.items.length > resolved.config.syncMaxItems) {
+      try {
+        await resolved.dispatcher.dispatch({ jobId: job.jobId, accepted: true });
+      } catch (error) {
+        // Nothing will run it: free the id so the client's retry can start it.
+        await resolved.store.client.send(
+          new DeleteObjectCommand({ Bucket: resolved.store.bucket, Key: acceptedKey }),
+        );
+        throw error;
+      }
+      return acceptedReply(job.jobId, 'accepted');
+    }
+    const figures = emptyRunFigures();
+    const signal = signals.get(context) ?? new AbortController().signal;
+    const manifest = await runJob(body, buildRuntime(resolved, shell, context, signal, figures));
+    recordRunMetrics(shell.metrics, manifest, figures);
+    await continueIfPartial(resolved, shell, manifest, 1);
+    return json(200, await withInline(resolved, manifest));
+  });
+
+  router.get('/jobs/:id', async ({ params, context }) => {
+    const jobId = params.id ?? '';
+    if (!isJobId(jobId)) return errorReply(404, 'NOT_FOUND', `no job ${JSON.stringify(jobId)}`);
+    const manifest = await readManifest(resolved.store, jobId, signals.get(context));
+    if (manifest === null) {
+      const accepted = await readJsonObject<AcceptedJob>(
+        resolved.store,
+        jobKey(resolved.store, jobId, 'accepted.json'),
+      );
+      return accepted ? acceptedReply(jobId, 'accepted') : errorReply(404, 'NOT_FOUND', `no job ${jobId}`);
+    }
+    if (manifest.status === 'running') return acceptedReply(jobId, 'running', manifest);
+    return json(200, manifest);
+  });
+
+  // The politeness work wires redriveJob here (202); until then the route answers honestly.
+  router.post('/jobs/:id/redrive', () =>
+    errorReply(
+      501,
+      'NOT_IMPLEMENTED',
+      'redrive is not available in this deployment yet; run `fanout redrive <jobId>`',
+    ),
+  );
+
+  router.notFound(async (_error, { req }) => {
+    const path = new URL(req.url).pathname;
+    const known = KNOWN_PATHS.find(([pattern]) => pattern.test(path));
+    if (known) {
+      return errorReply(
+        405,
+        'METHOD_NOT_ALLOWED',
+        `${req.method} is not allowed on ${path}; use ${known[1]}`,
+        {
+          headers: { allow: known[1] },
+        },
+      );
+    }
+    return errorReply(404, 'NOT_FOUND', `no route ${req.method} ${path}`);
+  });
+
+  // Everything else is ours to fix: the log has the stack under an id, the client gets the id only.
+  router.errorHandler(Error, async (error) => {
+    if (error instanceof NotFoundError) return errorReply(404, 'NOT_FOUND', 'not found');
+    const errorId = randomUUID();
+    shell.logger.error('request failed', { errorId, error });
+    return errorReply(500, 'INTERNAL', `internal error; quote error id ${errorId}`, { errorId });
+  });
+
+  return shell.wrap(
+    async (
+      event: APIGatewayProxyEventV2,
+      context: Context,
+      { signal },
+    ): Promise<APIGatewayProxyStructuredResultV2> => {
+      signals.set(context, signal);
+      return router.resolve(event, context);
+    },
+  );
+}
+
+function acceptedReply(jobId: string, status: 'accepted' | 'running', manifest?: Manifest): Response {
+  const self = `/jobs/${jobId}`;
+  const body: Record<string, unknown> = { jobId, status, links: { self } };
+  if (manifest) {
+    body.counts = manifest.counts;
+    body.startedAt = manifest.startedAt;
+  }
+  return json(202, body, { location: self });
+}
+
+/** The same job asked for again: never a second start; its manifest if it has one, else "accepted". */
+async function repeatReply(
+  deps: ResolvedDeps,
+  jobId: string,
+  sha256: string,
+  keyed: boolean,
+): Promise<Response> {
+  const accepted = await readJsonObject<AcceptedJob>(deps.store, jobKey(deps.store, jobId, 'accepted.json'));
+  if (keyed && accepted && accepted.requestSha256 !== sha256) {
+    return errorReply(
+      409,
+      'IDEMPOTENCY_KEY_REUSED',
+      `Idempotency-Key ${jobId} was used with another request body`,
+    );
+  }
+  const manifest = await readManifest(deps.store, jobId);
+  if (manifest === null || manifest.status === 'running')
+    return acceptedReply(jobId, 'accepted', manifest ?? undefined);
+  return json(200, await withInline(deps, manifest));
+}
+
+/** The manifest, plus the outcome lines themselves when the job is small enough to answer in one reply. */
+async function withInline(deps: ResolvedDeps, manifest: Manifest): Promise<Record<string, unknown>> {
+  if (manifest.counts.succeeded + manifest.counts.failed > INLINE_OUTCOMES_MAX) return { ...manifest };
+  const results = await readPartLines(deps.store, manifest.results, INLINE_OUTCOMES_MAX);
+  const errors = await readPartLines(deps.store, manifest.errors, INLINE_OUTCOMES_MAX);
+  return { ...manifest, inline: { results: results.lines, errors: errors.lines } };
+}

@@ -1,0 +1,5 @@
+// The runner's Lambda entry: configuration validated at cold start (a bad variable fails the init, by name).
+import { loadConfig } from './config.ts';
+import { createRunJobHandler } from './runner.ts';
+
+export const handler = createRunJobHandler({ config: loadConfig(process.env) });
