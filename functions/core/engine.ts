@@ -1,17 +1,17 @@
 // The fan-out engine: lazy intake, global and per-origin bounds, retries, redirects, modes and the job deadline.
 //
-// Bounds: the global one is a plain counter with a FIFO of waiters rather than p-limit, because an item
-// holds a request slot per hop, not for its whole life (it sleeps between retries without one) and the
-// common case must cost no promise; p-limit's queue is also unbounded, which we must not be. Intake
-// admits at most 2 x concurrency items at a time (fetching, sleeping, transforming or waiting for their
-// origin), and outcomes waiting for the consumer count too: memory scales with concurrency, never with
-// the number of items.
+// Bounds: p-limit semantics (an item holds its slot from intake to outcome, through retries and the
+// transform, so buffered bodies stay bounded by concurrency), kept as a plain counter because the pump
+// admits items lazily from a possibly endless source: p-limit would need a promise per item and its
+// queue is unbounded. A second counter bounds requests per hop (a stop must be able to release its
+// waiters), and the per-origin bound is hosts.ts. Outcomes waiting for the consumer are bounded too:
+// memory scales with concurrency, never with the number of items.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Agent } from 'undici';
 import { type Clock, systemClock } from './clock.ts';
 import type { ErrorCode, ItemError } from './errors.ts';
 import { createDestinationGuard, type DestinationGuardOptions } from './guard.ts';
-import { createHostScheduler, type HostPermit } from './hosts.ts';
+import { type AttemptReport, createHostScheduler, type HostPermit } from './hosts.ts';
 import { createHttpClient, type HttpResponse, headerValue } from './http.ts';
 import { type JobOptions, normalizeUrl, parseItems, parseOptions, type TransformSpec } from './job.ts';
 import { decideRetry, parseRetryAfter } from './retry.ts';
@@ -24,6 +24,7 @@ import type {
   Progress,
   Runtime,
   TransformResult,
+  TransformRunner,
 } from './types.ts';
 
 /** A running fan-out: outcomes in completion order, plus live figures for the manifest and progress. */
@@ -60,7 +61,7 @@ export function startFanOut(
 ): FanOutRun {
   const clock: Clock = runtime.clock ?? systemClock;
   const { concurrency } = options;
-  const maxAdmitted = concurrency * 2;
+  const maxAdmitted = concurrency;
   const random = Math.random;
   const log = runtime.log;
   const deadline = runtime.deadline;
@@ -273,14 +274,17 @@ export function startFanOut(
       const retryAfter = result.ok ? headerValue(result.response.headers['retry-after']) : undefined;
       const wasThrottled = status === 429 || status === 503;
       if (wasThrottled) throttled++;
-      const retryAfterMs = parseRetryAfter(retryAfter, clock.now());
-      permit.release({
+      const report: AttemptReport = {
         ok: status !== undefined && status < 400,
-        ...(status !== undefined ? { status } : {}),
         throttled: wasThrottled,
-        ...(retryAfterMs !== null ? { retryAfterMs } : {}),
         latencyMs,
-      });
+      };
+      if (status !== undefined) report.status = status;
+      if (retryAfter !== undefined) {
+        const retryAfterMs = parseRetryAfter(retryAfter, clock.now());
+        if (retryAfterMs !== null) report.retryAfterMs = retryAfterMs;
+      }
+      permit.release(report);
 
       if (result.ok && status !== undefined) {
         const response = result.response;
@@ -354,14 +358,29 @@ export function startFanOut(
     }
   };
 
-  const finishSucceeded = async (
+  const finishSucceeded = (
     item: Item,
     response: HttpResponse,
     finalUrl: string,
     attempts: number,
     startedAt: number,
-  ): Promise<Outcome> => {
-    const transformed = await transform(item, response, finalUrl, options.transform, runtime, jobSignal);
+  ): Outcome | Promise<Outcome> => {
+    // Without a pool the transform is synchronous: no promise on the hot path.
+    if (runtime.transformRunner === undefined) {
+      return toOutcome(item, response, inlineTransform(options.transform, response), attempts, startedAt);
+    }
+    return transform(item, response, finalUrl, options.transform, runtime.transformRunner, jobSignal).then(
+      (result) => toOutcome(item, response, result, attempts, startedAt),
+    );
+  };
+
+  const toOutcome = (
+    item: Item,
+    response: HttpResponse,
+    transformed: TransformResult,
+    attempts: number,
+    startedAt: number,
+  ): Outcome => {
     const ms = clock.now() - startedAt;
     if (!transformed.ok) {
       if (stopReason !== null && jobSignal.aborted && transformed.code !== 'TRANSFORM_ERROR') {
@@ -590,26 +609,22 @@ function resolveRedirect(location: string, base: URL): RedirectTarget {
   return { ok: true, url: checked.url };
 }
 
-async function transform(
+function transform(
   item: Item,
   response: HttpResponse,
   finalUrl: string,
   spec: TransformSpec,
-  runtime: Runtime,
+  runner: TransformRunner,
   signal: AbortSignal,
 ): Promise<TransformResult> {
-  const runner = runtime.transformRunner;
-  if (runner !== undefined) {
-    const fetched: FetchedResponse = {
-      itemId: item.id,
-      url: finalUrl,
-      status: response.status,
-      headers: flattenHeaders(response.headers),
-      body: toTransferable(response.chunks, response.bytes),
-    };
-    return runner(fetched, spec, signal);
-  }
-  return inlineTransform(spec, response);
+  const fetched: FetchedResponse = {
+    itemId: item.id,
+    url: finalUrl,
+    status: response.status,
+    headers: flattenHeaders(response.headers),
+    body: toTransferable(response.chunks, response.bytes),
+  };
+  return runner(fetched, spec, signal);
 }
 
 /** Without a transform pool: JSON bodies parsed (auto/json), everything else as text (raw). */

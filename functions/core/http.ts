@@ -101,10 +101,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
           return;
         }
         const url = request.url;
-        const headers: Record<string, string> =
-          request.headers['accept-encoding'] === undefined
-            ? { ...request.headers, 'accept-encoding': ACCEPT_ENCODING }
-            : request.headers;
+        const headers = withAcceptEncoding(request.headers);
         try {
           options.dispatcher.dispatch(
             {
@@ -135,6 +132,17 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
       sweep = null;
     },
   };
+}
+
+const DEFAULT_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'accept-encoding': ACCEPT_ENCODING,
+});
+
+/** We decode gzip, deflate and br, so say so unless the item chose; most items have no headers at all. */
+function withAcceptEncoding(headers: Record<string, string>): Record<string, string> {
+  if (headers['accept-encoding'] !== undefined) return headers;
+  for (const _ in headers) return { ...headers, 'accept-encoding': ACCEPT_ENCODING };
+  return DEFAULT_HEADERS;
 }
 
 type Decoder = zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress;
