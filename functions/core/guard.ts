@@ -247,6 +247,7 @@ export function parseAllowList(entries: readonly string[]): AllowList {
       openPrivate = true;
       continue;
     }
+    if (entry.includes('://')) throw badEntry(raw, 'a host, IP or CIDR, not a URL');
     const bare = entry.startsWith('[') && entry.endsWith(']') ? entry.slice(1, -1) : entry;
     if (bare.includes('/')) {
       if (!ipaddr.isValidCIDR(bare) || (bare.includes('.') && !bare.includes(':') && !isFourPartCidr(bare))) {
@@ -265,7 +266,6 @@ export function parseAllowList(entries: readonly string[]): AllowList {
       v4.push([ipaddr.IPv4.parse(bare), 32]);
       continue;
     }
-    if (entry.includes('://')) throw badEntry(raw, 'a host, IP or CIDR, not a URL');
     if (entry.includes(':')) throw badEntry(raw, 'no port: an allowed host or CIDR matches any port');
     if (entry.includes('*')) throw badEntry(raw, 'no wildcards: list each host name exactly');
     // The same IDNA mapping a URL's host gets, so "Bücher.de" matches the host of http://bücher.de/.

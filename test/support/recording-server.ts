@@ -105,7 +105,7 @@ export async function startSniRecorder(): Promise<SniRecorder> {
   const server = tls.createServer({
     SNICallback: (servername, callback) => {
       servernames.push(servername);
-      callback(new Error('the SNI recorder has no certificate'), null);
+      callback(new Error('the SNI recorder has no certificate'), undefined);
     },
   });
   server.on('connection', (socket: Socket) => {
