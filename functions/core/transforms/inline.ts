@@ -1,0 +1,34 @@
+// The cheap built-ins, safe to run on the main thread for small bodies, and running one as a result.
+import type { FetchedResponse, TransformResult } from '../types.ts';
+import { autoTransform } from './auto.ts';
+import { describeError, type TransformFn } from './contract.ts';
+import { digestTransform } from './digest.ts';
+import { jsonTransform } from './json.ts';
+import { rawTransform } from './raw.ts';
+
+/** Linear in the body and allocation-light; `html` and user transforms are never here (may be CPU-heavy). */
+export const CHEAP_TRANSFORMS: Readonly<Record<string, TransformFn>> = {
+  auto: autoTransform,
+  digest: digestTransform,
+  json: jsonTransform,
+  raw: rawTransform,
+};
+
+export function cheapTransform(name: string): TransformFn | undefined {
+  return Object.hasOwn(CHEAP_TRANSFORMS, name) ? CHEAP_TRANSFORMS[name] : undefined;
+}
+
+/** Runs a transform to a result: whatever it throws becomes TRANSFORM_ERROR, never an exception. */
+export async function applyTransform(
+  transform: TransformFn,
+  response: FetchedResponse,
+  options: Record<string, unknown>,
+): Promise<TransformResult> {
+  try {
+    const value = await transform(response, options);
+    // undefined would vanish from the JSONL line; null keeps the key.
+    return { ok: true, value: value === undefined ? null : value };
+  } catch (error) {
+    return { ok: false, code: 'TRANSFORM_ERROR', message: describeError(error) };
+  }
+}
