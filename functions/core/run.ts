@@ -1,23 +1,595 @@
-// PLACEHOLDER owned by the store work: replaced by the whole pipeline (job -> engine -> store -> manifest).
-import type { Manifest, Runtime, StoreConfig } from './types.ts';
+// The whole pipeline of one job: job -> resume set -> engine -> streamed parts -> checkpoints -> manifest.
+import { type Clock, systemClock } from './clock.ts';
+import { startFanOut } from './engine.ts';
+import { FanoutError } from './errors.ts';
+import { IdSet } from './finished-ids.ts';
+import { type ParsedJob, parseJob, parseSourceLine, toJobForm } from './job.ts';
+import {
+  finalWriteSignal,
+  isConditionFailure,
+  listKeys,
+  ManifestConflictError,
+  type ManifestVersion,
+  newToken,
+  type PartKind,
+  partKey,
+  putCreateOnly,
+  readLines,
+  readManifestVersion,
+  removeDebris,
+  runOfKey,
+  type StoredManifest,
+  type StoreLayout,
+  StreamedObject,
+  storeLayout,
+  writeManifest,
+} from './store.ts';
+import type { HostStats, Item, Manifest, ManifestCounts, Outcome, StoreConfig } from './types.ts';
 
-export type JobRuntime = Runtime & { store: StoreConfig };
+export type JobRuntime = import('./types.ts').Runtime & {
+  store: StoreConfig;
+  /** Test seam: the engine to run (default: engine.ts startFanOut). */
+  startFanOut?: typeof startFanOut;
+  /** Test seam: how long a silent `running` manifest holds the job (default: max(10 s, 3 checkpoints)). */
+  leaseMs?: number;
+};
+
+const MAX_RUN_CLAIMS = 1_000;
+/** How often a run waiting for another live run looks at the manifest again. */
+const LEASE_POLL_MS = 1_000;
 
 /** Runs (or resumes) a job document to its manifest. */
-export async function runJob(_job: unknown, _runtime: JobRuntime): Promise<Manifest> {
-  throw new Error('runJob not yet implemented');
+export async function runJob(job: unknown, runtime: JobRuntime): Promise<Manifest> {
+  return runParsedJob(parseJob(job), runtime);
 }
 
 /** Continues a job already started (its job document was saved by its first run). */
-export async function resumeJob(_jobId: string, _runtime: JobRuntime): Promise<Manifest> {
-  throw new Error('resumeJob not yet implemented');
+export async function resumeJob(jobId: string, runtime: JobRuntime): Promise<Manifest> {
+  const layout = storeLayout(runtime.store, jobId);
+  const lines: string[] = [];
+  try {
+    for await (const line of readLines(layout, layout.jobKey, runtime.signal)) lines.push(line);
+  } catch (error) {
+    if ((error as { name?: string }).name === 'NoSuchKey' || isStatus(error, 404)) {
+      throw new FanoutError('UNKNOWN_JOB', `job ${jobId}: no saved job document at ${layout.jobKey}`);
+    }
+    throw error;
+  }
+  return runJob(JSON.parse(lines.join('\n')) as unknown, runtime);
 }
 
-/** The committed manifest of a job, or null when none exists. */
+/** The committed manifest of a job, or null when none exists. A dead run's checkpoint reads as partial. */
 export async function readManifest(
-  _store: StoreConfig,
-  _jobId: string,
-  _signal?: AbortSignal,
+  store: StoreConfig,
+  jobId: string,
+  signal?: AbortSignal,
+  clock: Clock = systemClock,
 ): Promise<Manifest | null> {
-  throw new Error('readManifest not yet implemented');
+  const layout = storeLayout(store, jobId);
+  const version = await readManifestVersion(layout, signal);
+  if (!version) return null;
+  return isDeadRun(version.manifest, clock.now(), layout.leaseMs)
+    ? { ...version.manifest, status: 'partial' }
+    : version.manifest;
+}
+
+function isDeadRun(manifest: StoredManifest, now: number, leaseMs: number): boolean {
+  if (manifest.status !== 'running') return false;
+  const beat = manifest.heartbeatAt ? Date.parse(manifest.heartbeatAt) : Number.NaN;
+  return !Number.isFinite(beat) || now - beat > leaseMs;
+}
+
+function isStatus(error: unknown, status: number): boolean {
+  return (error as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode === status;
+}
+
+interface CommittedState {
+  results: string[];
+  errors: string[];
+  succeeded: number;
+  failed: number;
+}
+
+async function runParsedJob(job: ParsedJob, runtime: JobRuntime): Promise<Manifest> {
+  const clock = runtime.clock ?? systemClock;
+  const base = storeLayout(runtime.store, job.jobId);
+  const layout: StoreLayout = { ...base, leaseMs: runtime.leaseMs ?? base.leaseMs };
+  const signal = runtime.signal;
+  signal?.throwIfAborted();
+
+  const current = await waitForLease(layout, clock, runtime);
+  if (current.kind === 'done') return current.manifest;
+  const token = newToken();
+  await putCreateOnly(layout, layout.jobKey, JSON.stringify(jobDocument(job)), token, signal);
+  const run = await claimRunNumber(layout, current.version, token, signal);
+  const session = new RunSession(job, layout, run, token, clock, runtime);
+  return session.execute(current.version);
+}
+
+type LeaseState = { kind: 'done'; manifest: Manifest } | { kind: 'go'; version: ManifestVersion | null };
+
+/**
+ * A complete job (or one aborted by its own rules) is returned as it is. A job another live run holds
+ * is waited for until that run finishes or its heartbeat goes stale; if our deadline comes first, the
+ * manifest is returned as it stands.
+ */
+async function waitForLease(layout: StoreLayout, clock: Clock, runtime: JobRuntime): Promise<LeaseState> {
+  for (;;) {
+    const version = await readManifestVersion(layout, runtime.signal);
+    if (!version) return { kind: 'go', version: null };
+    const manifest = version.manifest;
+    if (manifest.status === 'complete') return { kind: 'done', manifest };
+    if (manifest.status === 'failed' && manifest.error?.code === 'ABORTED') return { kind: 'done', manifest };
+    if (manifest.status !== 'running' || isDeadRun(manifest, clock.now(), layout.leaseMs)) {
+      return { kind: 'go', version };
+    }
+    const waitMs = Math.min(LEASE_POLL_MS, layout.leaseMs);
+    if (runtime.deadline !== undefined && clock.now() + waitMs >= runtime.deadline) {
+      return { kind: 'done', manifest };
+    }
+    await clock.sleep(waitMs, runtime.signal);
+  }
+}
+
+function jobDocument(job: ParsedJob): Record<string, unknown> {
+  const document: Record<string, unknown> = { jobId: job.jobId };
+  if (job.source) document.source = { s3: job.source.uri };
+  else document.items = job.items.map(toJobForm);
+  document.options = job.options;
+  return document;
+}
+
+/** Each run claims the next number with a create-only marker, so two runs never share part keys. */
+async function claimRunNumber(
+  layout: StoreLayout,
+  version: ManifestVersion | null,
+  token: string,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  let highest = version?.manifest.runs ?? 0;
+  for (const { key } of await listKeys(layout, `${layout.base}/runs/`, signal)) {
+    highest = Math.max(highest, runOfKey(key) ?? 0);
+  }
+  for (let run = highest + 1; run <= highest + MAX_RUN_CLAIMS; run++) {
+    const marker = JSON.stringify({ run, token });
+    if (
+      await putCreateOnly(
+        layout,
+        `${layout.base}/runs/${String(run).padStart(4, '0')}.json`,
+        marker,
+        token,
+        signal,
+      )
+    ) {
+      return run;
+    }
+  }
+  throw new FanoutError('RUN_CLAIM', `could not claim a run number under ${layout.base}/runs/`);
+}
+
+/** Lines of one kind, rolled into parts at the size bound. */
+class PartSink {
+  current: StreamedObject | null = null;
+  #next = 0;
+  readonly #kind: PartKind;
+  readonly #session: RunSession;
+
+  constructor(kind: PartKind, session: RunSession) {
+    this.#kind = kind;
+    this.#session = session;
+  }
+
+  async write(line: string): Promise<void> {
+    if (!this.current) {
+      this.current = new StreamedObject({
+        layout: this.#session.layout,
+        key: partKey(this.#session.layout, this.#kind, this.#session.run, this.#next++),
+        createOnly: true,
+        token: this.#session.token,
+      });
+    }
+    const part = this.current;
+    await part.write(line);
+    // A full part is closed and listed at once: the roll is a checkpoint.
+    if (part.bytes >= this.#session.layout.partBytes && this.current === part)
+      await this.#session.checkpoint();
+  }
+
+  /** Hands over the open part (if it holds anything) for closing; the next write opens a new one. */
+  detach(): StreamedObject | null {
+    const part = this.current;
+    this.current = null;
+    return part;
+  }
+}
+
+class RunSession {
+  readonly layout: StoreLayout;
+  readonly run: number;
+  readonly token: string;
+  readonly #job: ParsedJob;
+  readonly #clock: Clock;
+  readonly #runtime: JobRuntime;
+  readonly #controller = new AbortController();
+  readonly #results = new PartSink('results', this);
+  readonly #errors = new PartSink('errors', this);
+  #pending: StreamedObject | null = null;
+  #pendingLines = 0;
+  #committed: CommittedState = { results: [], errors: [], succeeded: 0, failed: 0 };
+  #etag: string | null = null;
+  #startedAt = '';
+  #seq = 0;
+  #chain: Promise<void> = Promise.resolve();
+  #fatal: unknown;
+  #aborted: { code: string; message: string } | null = null;
+  #total = 0;
+  #duplicates = 0;
+  #intakeDone = false;
+  #hosts: Record<string, HostStats> = {};
+  #previousHosts: Record<string, HostStats> = {};
+
+  constructor(
+    job: ParsedJob,
+    layout: StoreLayout,
+    run: number,
+    token: string,
+    clock: Clock,
+    runtime: JobRuntime,
+  ) {
+    this.#job = job;
+    this.layout = layout;
+    this.run = run;
+    this.token = token;
+    this.#clock = clock;
+    this.#runtime = runtime;
+    this.#duplicates = job.duplicates;
+  }
+
+  get #signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  async execute(previous: ManifestVersion | null): Promise<Manifest> {
+    const unlink = linkSignal(this.#runtime.signal, this.#controller);
+    try {
+      this.#startedAt = previous?.manifest.startedAt ?? new Date(this.#clock.now()).toISOString();
+      this.#previousHosts = previous?.manifest.hosts ?? {};
+      this.#committed = {
+        results: [...(previous?.manifest.results ?? [])],
+        errors: [...(previous?.manifest.errors ?? [])],
+        succeeded: previous?.manifest.counts.succeeded ?? 0,
+        failed: previous?.manifest.counts.failed ?? 0,
+      };
+      this.#total = this.#job.source ? (previous?.manifest.counts.total ?? 0) : this.#job.items.length;
+      // Take the job: from here until our final write, a rival run waits or loses its compare-and-swap.
+      this.#etag = previous?.etag ?? null;
+      await this.#commit('running', this.#signal);
+      const finished = await this.#readFinished();
+      await removeDebris(
+        this.layout,
+        new Set([...this.#committed.results, ...this.#committed.errors]),
+        this.run,
+        this.#signal,
+      );
+      const heartbeat = this.#startHeartbeat();
+      try {
+        await this.#consume(finished);
+      } catch (error) {
+        this.#fatal ??= error;
+      } finally {
+        await heartbeat.stop();
+      }
+      return await this.#finish();
+    } finally {
+      unlink();
+    }
+  }
+
+  /** Ids (and counts) of every line the listed parts hold: the items not to fetch again. */
+  async #readFinished(): Promise<IdSet> {
+    const finished = new IdSet();
+    this.#committed.succeeded = 0;
+    this.#committed.failed = 0;
+    for (const kind of ['results', 'errors'] as const) {
+      for (const key of this.#committed[kind]) {
+        for await (const line of readLines(this.layout, key, this.#signal)) {
+          const id = idOfLine(line);
+          if (id === null || !finished.add(id)) continue;
+          if (kind === 'results') this.#committed.succeeded++;
+          else this.#committed.failed++;
+        }
+      }
+    }
+    return finished;
+  }
+
+  async #consume(finished: IdSet): Promise<void> {
+    const engine = this.#runtime.startFanOut ?? startFanOut;
+    const fanOut = engine(this.#intake(finished), this.#job.options, {
+      ...this.#runtime,
+      signal: this.#signal,
+    });
+    try {
+      for await (const outcome of fanOut.outcomes) {
+        if (this.#fatal !== undefined) throw this.#fatal;
+        await this.#record(outcome);
+      }
+    } finally {
+      this.#hosts = fanOut.hostStats();
+    }
+  }
+
+  /** Items still to do, in job order; a source is streamed, deduplicated, its bad lines recorded as failed. */
+  async *#intake(finished: IdSet): AsyncGenerator<Item> {
+    const source = this.#job.source;
+    if (!source) {
+      this.#total = this.#job.items.length;
+      for (const item of this.#job.items) if (!finished.has(item.id)) yield item;
+      this.#intakeDone = true;
+      return;
+    }
+    const seen = new IdSet();
+    for await (const line of readLines(this.layout, source.key, this.#signal, source.bucket)) {
+      const parsed = parseSourceLine(line);
+      const id = parsed.ok ? parsed.item.id : parsed.id;
+      if (!seen.add(id)) {
+        this.#duplicates++;
+        continue;
+      }
+      this.#total = seen.size;
+      if (finished.has(id)) continue;
+      if (parsed.ok) yield parsed.item;
+      else
+        await this.#errors.write(
+          JSON.stringify({ id, url: parsed.url, error: parsed.error, attempts: 0, ms: 0 }),
+        );
+    }
+    this.#intakeDone = true;
+  }
+
+  async #record(outcome: Outcome): Promise<void> {
+    if (outcome.ok) {
+      const { id, url, status, attempts, ms } = outcome;
+      await this.#results.write(
+        JSON.stringify({ id, url, status, attempts, ms, value: outcome.value ?? null }),
+      );
+      return;
+    }
+    if (outcome.pending === true) {
+      if (!this.#pending) {
+        // Prove we still hold the job before touching the one fixed key a rival could also write.
+        await this.checkpoint();
+        this.#pending = new StreamedObject({
+          layout: this.layout,
+          key: this.layout.pendingKey,
+          createOnly: false,
+          token: this.token,
+        });
+      }
+      await this.#pending.write(JSON.stringify(toJobForm(outcome.item)));
+      this.#pendingLines++;
+      return;
+    }
+    const { id, url, error, attempts, ms } = outcome;
+    if (error.code === 'ABORTED' && !this.#aborted)
+      this.#aborted = { code: 'ABORTED', message: error.message };
+    await this.#errors.write(JSON.stringify({ id, url, error, attempts, ms }));
+  }
+
+  /** Closes the open parts and lists them in a `running` manifest; serialized, so parts list in order. */
+  checkpoint(): Promise<void> {
+    const next = this.#chain
+      .then(() => this.#closeParts(this.#signal))
+      .then(async () => {
+        await this.#commit('running', this.#signal);
+      });
+    this.#chain = next.catch((error: unknown) => {
+      this.#fatal ??= error;
+      this.#controller.abort(error);
+    });
+    return next;
+  }
+
+  async #closeParts(signal: AbortSignal): Promise<void> {
+    const parts = [this.#results.detach(), this.#errors.detach()];
+    try {
+      await Promise.all(parts.map((part) => part?.close()));
+    } catch (error) {
+      await Promise.all(parts.map((part) => part?.abort(finalWriteSignal(signal))));
+      throw error;
+    }
+    if (parts[0]) {
+      this.#committed.results.push(parts[0].key);
+      this.#committed.succeeded += parts[0].lines;
+    }
+    if (parts[1]) {
+      this.#committed.errors.push(parts[1].key);
+      this.#committed.failed += parts[1].lines;
+    }
+  }
+
+  #startHeartbeat(): { stop(): Promise<void> } {
+    const stopper = new AbortController();
+    const loop = (async () => {
+      while (!stopper.signal.aborted) {
+        try {
+          await this.#clock.sleep(this.layout.checkpointMs, AbortSignal.any([stopper.signal, this.#signal]));
+        } catch {
+          return;
+        }
+        await this.checkpoint().catch(() => undefined);
+      }
+    })();
+    return {
+      stop: async () => {
+        stopper.abort();
+        await loop;
+        await this.#chain;
+      },
+    };
+  }
+
+  async #finish(): Promise<Manifest> {
+    // The job's signal may have fired (deadline, cancel): the last writes get their own short deadline.
+    const signal = finalWriteSignal(this.#runtime.signal);
+    if (this.#fatal instanceof ManifestConflictError) {
+      await this.#abandon(signal);
+      throw this.#fatal;
+    }
+    try {
+      await this.#closeParts(signal);
+      await this.#pending?.close();
+    } catch (error) {
+      this.#fatal ??= error;
+    }
+    // Cancelled by the caller (or its deadline) mid-write: not a failure, the rest is pending.
+    if (
+      this.#runtime.signal?.aborted &&
+      this.#fatal !== undefined &&
+      !(this.#fatal instanceof ManifestConflictError)
+    ) {
+      this.#fatal = undefined;
+    }
+    if (this.#fatal !== undefined && isS3Failure(this.#fatal)) {
+      await this.#abandon(signal);
+      throw this.#fatal;
+    }
+    const finishedCount = this.#committed.succeeded + this.#committed.failed;
+    if (!this.#intakeDone || finishedCount + this.#pendingLines !== this.#total) {
+      await this.#rewritePending(signal);
+    }
+    const status =
+      this.#fatal !== undefined || this.#aborted ? 'failed' : this.#pendingLines > 0 ? 'partial' : 'complete';
+    return this.#commit(status, signal);
+  }
+
+  /** Stops writing: open uploads are aborted so they leave no invisible parts behind. */
+  async #abandon(signal: AbortSignal): Promise<void> {
+    const parts = [this.#results.detach(), this.#errors.detach(), this.#pending];
+    await Promise.all(parts.map((part) => part?.abort(signal).catch(() => undefined)));
+  }
+
+  /**
+   * The slow path, when the engine did not account for every item (a fatal error, an unread source):
+   * pending = every item of the job that no listed part holds, recomputed from S3.
+   */
+  async #rewritePending(signal: AbortSignal): Promise<void> {
+    await this.#pending?.abort(signal);
+    const finished = new IdSet();
+    for (const key of [...this.#committed.results, ...this.#committed.errors]) {
+      for await (const line of readLines(this.layout, key, signal)) {
+        const id = idOfLine(line);
+        if (id !== null) finished.add(id);
+      }
+    }
+    const pending = new StreamedObject({
+      layout: this.layout,
+      key: this.layout.pendingKey,
+      createOnly: false,
+      token: this.token,
+    });
+    let lines = 0;
+    const seen = new IdSet();
+    const write = async (item: Item): Promise<void> => {
+      if (finished.has(item.id) || !seen.add(item.id)) return;
+      await pending.write(JSON.stringify(toJobForm(item)));
+      lines++;
+    };
+    const source = this.#job.source;
+    if (source) {
+      for await (const line of readLines(this.layout, source.key, signal, source.bucket)) {
+        const parsed = parseSourceLine(line);
+        if (parsed.ok) await write(parsed.item);
+        else seen.add(parsed.id);
+      }
+      this.#total = Math.max(this.#total, seen.size + finished.size);
+    } else {
+      for (const item of this.#job.items) await write(item);
+    }
+    if (lines === 0) {
+      await pending.abort(signal);
+      this.#pending = null;
+    } else {
+      await pending.close();
+      this.#pending = pending;
+    }
+    this.#pendingLines = lines;
+  }
+
+  async #commit(
+    status: 'running' | 'complete' | 'partial' | 'failed',
+    signal: AbortSignal,
+  ): Promise<Manifest> {
+    const now = new Date(this.#clock.now()).toISOString();
+    const { succeeded, failed } = this.#committed;
+    const total = Math.max(this.#total, succeeded + failed + this.#pendingLines);
+    const counts: ManifestCounts = {
+      total,
+      succeeded,
+      failed,
+      pending: total - succeeded - failed,
+      duplicates: this.#duplicates,
+    };
+    const manifest: StoredManifest = {
+      jobId: this.#job.jobId,
+      status,
+      startedAt: this.#startedAt,
+      finishedAt: status === 'running' ? null : now,
+      runs: this.run,
+      counts,
+      results: [...this.#committed.results],
+      errors: [...this.#committed.errors],
+      pending: status !== 'running' && this.#pendingLines > 0 ? this.layout.pendingKey : null,
+      options: this.#job.options,
+      hosts: Object.keys(this.#hosts).length > 0 ? this.#hosts : this.#previousHosts,
+      heartbeatAt: now,
+      writer: `${this.run}:${this.token}:${++this.#seq}`,
+    };
+    if (status === 'failed') manifest.error = this.#failure();
+    this.#etag = await writeManifest(this.layout, manifest, this.#etag, signal);
+    return manifest;
+  }
+
+  #failure(): { code: string; message: string } {
+    if (this.#aborted) return this.#aborted;
+    const error = this.#fatal as { code?: unknown; message?: unknown } | undefined;
+    return {
+      code: typeof error?.code === 'string' ? error.code : 'FATAL',
+      message: typeof error?.message === 'string' ? error.message : String(this.#fatal),
+    };
+  }
+}
+
+/** Failures of the store itself: nothing more can be written, so the last checkpoint stands. */
+function isS3Failure(error: unknown): boolean {
+  return (
+    error instanceof ManifestConflictError ||
+    isConditionFailure(error) ||
+    typeof (error as { $metadata?: unknown } | null)?.$metadata === 'object'
+  );
+}
+
+function linkSignal(parent: AbortSignal | undefined, child: AbortController): () => void {
+  if (!parent) return () => undefined;
+  if (parent.aborted) {
+    child.abort(parent.reason);
+    return () => undefined;
+  }
+  const onAbort = (): void => child.abort(parent.reason);
+  parent.addEventListener('abort', onAbort, { once: true });
+  return () => parent.removeEventListener('abort', onAbort);
+}
+
+const LEADING_ID = /^\{"id":"([A-Za-z0-9._-]+)"/;
+
+/** Our writers put the id first, so a resume reads it without parsing the (possibly large) line. */
+function idOfLine(line: string): string | null {
+  const match = LEADING_ID.exec(line);
+  if (match?.[1]) return match[1];
+  try {
+    const parsed = JSON.parse(line) as { id?: unknown };
+    return typeof parsed.id === 'string' ? parsed.id : null;
+  } catch {
+    return null;
+  }
 }

@@ -1,0 +1,495 @@
+// The result store: the job's S3 layout, streamed JSONL parts (lib-storage), conditional writes, the manifest.
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { createGunzip, createGzip } from 'node:zlib';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type PutObjectCommandInput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { DEFAULT_PREFIX } from './defaults.ts';
+import { FanoutError } from './errors.ts';
+import type { Manifest, StoreConfig } from './types.ts';
+
+/** Parts roll at this many uncompressed bytes: big enough for few objects, small enough to stream. */
+export const DEFAULT_PART_BYTES = 64 * 1024 * 1024;
+/** A checkpoint (parts closed, manifest written) at least this often: the most work a SIGKILL can lose. */
+export const DEFAULT_CHECKPOINT_MS = 3_000;
+/** A `running` manifest whose heartbeat is older than this belongs to a dead run (DESIGN: <= 10 s). */
+export const MIN_LEASE_MS = 10_000;
+/** Final writes get their own deadline: they must land even when the job's signal has fired. */
+export const FINAL_WRITE_TIMEOUT_MS = 10_000;
+/** lib-storage chunk size and parallel chunks per part: memory per open part is about their product. */
+const UPLOAD_CHUNK_BYTES = 5 * 1024 * 1024;
+const UPLOAD_QUEUE_SIZE = 2;
+const RUN_DIGITS = 4;
+const PART_DIGITS = 5;
+const TOKEN_METADATA = 'fanout-token';
+
+export type PartKind = 'results' | 'errors';
+
+/** The manifest as stored: the contract's fields plus who wrote it and when (for dead-run detection). */
+export interface StoredManifest extends Manifest {
+  /** While `running`: the run's last heartbeat; a stale one means the run died (treat as partial). */
+  heartbeatAt?: string;
+  /** `<run>:<nonce>:<seq>` of the write: tells a retried write of our own from someone else's. */
+  writer?: string;
+}
+
+export interface ManifestVersion {
+  manifest: StoredManifest;
+  etag: string;
+}
+
+export interface StoreLayout {
+  client: S3Client;
+  bucket: string;
+  /** `<prefix>/<jobId>` */
+  base: string;
+  manifestKey: string;
+  jobKey: string;
+  pendingKey: string;
+  gzip: boolean;
+  partBytes: number;
+  checkpointMs: number;
+  leaseMs: number;
+}
+
+export function storeLayout(store: StoreConfig, jobId: string): StoreLayout {
+  const prefix = (store.prefix ?? DEFAULT_PREFIX).replace(/^\/+|\/+$/g, '');
+  const base = prefix ? `${prefix}/${jobId}` : jobId;
+  const checkpointMs = store.checkpointMs ?? DEFAULT_CHECKPOINT_MS;
+  return {
+    client: store.client,
+    bucket: store.bucket,
+    base,
+    manifestKey: `${base}/manifest.json`,
+    jobKey: `${base}/job.json`,
+    pendingKey: `${base}/pending.jsonl`,
+    gzip: store.gzip ?? false,
+    partBytes: store.partBytes ?? DEFAULT_PART_BYTES,
+    checkpointMs,
+    leaseMs: Math.max(MIN_LEASE_MS, 3 * checkpointMs),
+  };
+}
+
+export function partKey(layout: StoreLayout, kind: PartKind, run: number, part: number): string {
+  const name = `${String(run).padStart(RUN_DIGITS, '0')}-${String(part).padStart(PART_DIGITS, '0')}`;
+  return `${layout.base}/${kind}/${name}.jsonl${layout.gzip ? '.gz' : ''}`;
+}
+
+export function runMarkerKey(layout: StoreLayout, run: number): string {
+  return `${layout.base}/runs/${String(run).padStart(RUN_DIGITS, '0')}.json`;
+}
+
+/** The run number in a part or marker key, or null for keys that are not ours. */
+export function runOfKey(key: string): number | null {
+  const match = /\/(?:results|errors)\/(\d{4})-\d{5}\.jsonl(?:\.gz)?$|\/runs\/(\d{4})\.json$/.exec(key);
+  const digits = match?.[1] ?? match?.[2];
+  return digits === undefined ? null : Number(digits);
+}
+
+/** A random token naming one run's writes, so a retried write of our own is not mistaken for a rival's. */
+export function newToken(): string {
+  return randomBytes(6).toString('hex');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Conditional writes
+
+/** S3 answers 412 (precondition failed) or 409 (a concurrent conditional write) when a condition fails. */
+export function isConditionFailure(error: unknown): boolean {
+  const status = statusOf(error);
+  return status === 412 || status === 409;
+}
+
+export function isNotFound(error: unknown): boolean {
+  const status = statusOf(error);
+  const name = (error as { name?: unknown } | null)?.name;
+  return status === 404 || name === 'NoSuchKey' || name === 'NotFound';
+}
+
+/** Per-call options: the job's signal on every S3 call (exact optional types forbid `undefined`). */
+export function sendOptions(signal: AbortSignal | undefined): { abortSignal?: AbortSignal } {
+  return signal ? { abortSignal: signal } : {};
+}
+
+function statusOf(error: unknown): number | undefined {
+  return (error as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+}
+
+/** A signal for a final write: the job's own while alive, else a fresh short deadline (asyncio `shield`). */
+export function finalWriteSignal(jobSignal: AbortSignal | undefined): AbortSignal {
+  const own = AbortSignal.timeout(FINAL_WRITE_TIMEOUT_MS);
+  return jobSignal && !jobSignal.aborted ? AbortSignal.any([jobSignal, own]) : own;
+}
+
+/**
+ * Creates `key` only if it does not exist. True when we created it (also when a retried request of ours
+ * had already created it: the token in its metadata says so), false when someone else's object is there.
+ */
+export async function putCreateOnly(
+  layout: StoreLayout,
+  key: string,
+  body: string,
+  token: string,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
+  try {
+    await layout.client.send(
+      new PutObjectCommand({
+        Bucket: layout.bucket,
+        Key: key,
+        Body: body,
+        ContentType: 'application/json',
+        IfNoneMatch: '*',
+        Metadata: { [TOKEN_METADATA]: token },
+      }),
+      sendOptions(signal),
+    );
+    return true;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    return (await tokenOf(layout, key, signal)) === token;
+  }
+}
+
+async function tokenOf(
+  layout: StoreLayout,
+  key: string,
+  signal: AbortSignal | undefined,
+): Promise<string | null> {
+  try {
+    const head = await layout.client.send(
+      new HeadObjectCommand({ Bucket: layout.bucket, Key: key }),
+      sendOptions(signal),
+    );
+    return head.Metadata?.[TOKEN_METADATA] ?? null;
+  } catch (error) {
+    if (isNotFound(error)) return null;
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The manifest
+
+export async function readManifestVersion(
+  layout: StoreLayout,
+  signal: AbortSignal | undefined,
+): Promise<ManifestVersion | null> {
+  try {
+    const reply = await layout.client.send(
+      new GetObjectCommand({ Bucket: layout.bucket, Key: layout.manifestKey }),
+      sendOptions(signal),
+    );
+    const text = (await reply.Body?.transformToString('utf8')) ?? '';
+    let manifest: StoredManifest;
+    try {
+      manifest = JSON.parse(text) as StoredManifest;
+    } catch (error) {
+      throw new FanoutError('CORRUPT_MANIFEST', `s3://${layout.bucket}/${layout.manifestKey}: not JSON`, {
+        cause: error,
+      });
+    }
+    return { manifest, etag: reply.ETag ?? '' };
+  } catch (error) {
+    if (isNotFound(error)) return null;
+    throw error;
+  }
+}
+
+/** Thrown when the manifest changed under us (another run holds the job now). */
+export class ManifestConflictError extends FanoutError {
+  constructor(message: string) {
+    super('MANIFEST_CONFLICT', message);
+    this.name = 'ManifestConflictError';
+  }
+}
+
+// Real S3 takes the quoted ETag in If-Match; radosgw (Ceph 19) takes only the unquoted one. Once a 412
+// is proven spurious (the manifest did not change), this client is remembered as one that wants it bare.
+const wantsBareEtag = new WeakMap<S3Client, boolean>();
+
+/**
+ * Compare-and-swap: writes the manifest only if it is still at `expectedEtag` (or absent, for null).
+ * Returns the new ETag; throws ManifestConflictError when another writer got there first.
+ */
+export async function writeManifest(
+  layout: StoreLayout,
+  manifest: StoredManifest,
+  expectedEtag: string | null,
+  signal: AbortSignal | undefined,
+): Promise<string> {
+  const body = `${JSON.stringify(manifest, null, 2)}\n`;
+  const input: PutObjectCommandInput = {
+    Bucket: layout.bucket,
+    Key: layout.manifestKey,
+    Body: body,
+    ContentType: 'application/json',
+  };
+  const bare = wantsBareEtag.get(layout.client) === true;
+  if (expectedEtag === null) input.IfNoneMatch = '*';
+  else input.IfMatch = bare ? unquote(expectedEtag) : quote(expectedEtag);
+  try {
+    const reply = await layout.client.send(new PutObjectCommand(input), sendOptions(signal));
+    return reply.ETag ?? '';
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+    const current = await readManifestVersion(layout, signal);
+    // Our own write landed and a retry (SDK or ours) met it: same writer stamp means it is ours.
+    if (current && manifest.writer !== undefined && current.manifest.writer === manifest.writer) {
+      return current.etag;
+    }
+    if (current && expectedEtag !== null && !bare && unquote(current.etag) === unquote(expectedEtag)) {
+      wantsBareEtag.set(layout.client, true);
+      return writeManifest(layout, manifest, expectedEtag, signal);
+    }
+    throw new ManifestConflictError(
+      `s3://${layout.bucket}/${layout.manifestKey} changed under this run (another run of the job took over)`,
+    );
+  }
+}
+
+function quote(etag: string): string {
+  return etag.startsWith('"') ? etag : `"${etag}"`;
+}
+
+function unquote(etag: string): string {
+  return etag.replace(/^"|"$/g, '');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading and listing
+
+/** The lines of an object, streamed (gunzipped for .gz keys): memory stays at one chunk. */
+export async function* readLines(
+  layout: StoreLayout,
+  key: string,
+  signal: AbortSignal | undefined,
+  bucket: string = layout.bucket,
+): AsyncGenerator<string> {
+  const reply = await layout.client.send(
+    new GetObjectCommand({ Bucket: bucket, Key: key }),
+    sendOptions(signal),
+  );
+  const body = reply.Body as Readable | undefined;
+  if (!body) return;
+  const source: Readable = key.endsWith('.gz') ? body.pipe(createGunzip()) : body;
+  let rest = '';
+  try {
+    for await (const chunk of source) {
+      const text = rest + (typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8'));
+      const lines = text.split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) if (line.trim() !== '') yield line;
+    }
+    if (rest.trim() !== '') yield rest;
+  } finally {
+    body.destroy();
+  }
+}
+
+export async function listKeys(
+  layout: StoreLayout,
+  prefix: string,
+  signal: AbortSignal | undefined,
+): Promise<Array<{ key: string; lastModified: Date | undefined }>> {
+  const out: Array<{ key: string; lastModified: Date | undefined }> = [];
+  let token: string | undefined;
+  do {
+    const page = await layout.client.send(
+      new ListObjectsV2Command({
+        Bucket: layout.bucket,
+        Prefix: prefix,
+        ...(token ? { ContinuationToken: token } : {}),
+      }),
+      sendOptions(signal),
+    );
+    for (const object of page.Contents ?? [])
+      if (object.Key) out.push({ key: object.Key, lastModified: object.LastModified });
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return out;
+}
+
+/**
+ * Removes what dead runs left behind: parts of runs before `currentRun` that `listed` does not name, and
+ * their unfinished multipart uploads. Safe only for a run that holds the job: a run that lost the manifest
+ * can never list its parts any more, so nobody will ever read them.
+ */
+export async function removeDebris(
+  layout: StoreLayout,
+  listed: ReadonlySet<string>,
+  currentRun: number,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const keys: string[] = [];
+  for (const kind of ['results', 'errors'] as const) {
+    for (const { key } of await listKeys(layout, `${layout.base}/${kind}/`, signal)) {
+      const run = runOfKey(key);
+      if (run !== null && run < currentRun && !listed.has(key)) keys.push(key);
+    }
+  }
+  for (let start = 0; start < keys.length; start += 1000) {
+    const batch = keys.slice(start, start + 1000);
+    await layout.client.send(
+      new DeleteObjectsCommand({
+        Bucket: layout.bucket,
+        Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+      }),
+      sendOptions(signal),
+    );
+  }
+  let uploads: { Uploads?: Array<{ Key?: string; UploadId?: string }> };
+  try {
+    uploads = await layout.client.send(
+      new ListMultipartUploadsCommand({ Bucket: layout.bucket, Prefix: `${layout.base}/` }),
+      sendOptions(signal),
+    );
+  } catch {
+    // Not every S3 implementation lists uploads (fauxqs does not); the bucket's lifecycle rule is the backstop.
+    return keys.length;
+  }
+  for (const upload of uploads.Uploads ?? []) {
+    const run = upload.Key ? runOfKey(upload.Key) : null;
+    if (run === null || run >= currentRun || !upload.UploadId) continue;
+    await abortUploadQuietly(layout, upload.Key ?? '', upload.UploadId, signal);
+  }
+  return keys.length;
+}
+
+async function abortUploadQuietly(
+  layout: StoreLayout,
+  key: string,
+  uploadId: string,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  try {
+    await layout.client.send(
+      new AbortMultipartUploadCommand({ Bucket: layout.bucket, Key: key, UploadId: uploadId }),
+      sendOptions(signal),
+    );
+  } catch (error) {
+    // Already completed or aborted: nothing left to clean.
+    if (!isNotFound(error) && (error as { name?: string }).name !== 'NoSuchUpload') throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Streamed parts
+
+export interface PartOptions {
+  layout: StoreLayout;
+  key: string;
+  /** Create-only (IfNoneMatch '*'): deterministic keys must never overwrite another run's part. */
+  createOnly: boolean;
+  token: string;
+  contentType?: string;
+}
+
+/**
+ * One object written as a stream: lines in, a multipart upload (or a single PUT when small) out.
+ * Memory is bounded by lib-storage's chunk size times its queue, whatever the object's size.
+ */
+export class StreamedObject {
+  readonly key: string;
+  /** Uncompressed bytes and lines written so far. */
+  bytes = 0;
+  lines = 0;
+  readonly #layout: StoreLayout;
+  readonly #input: Writable;
+  readonly #upload: Upload;
+  readonly #done: Promise<void>;
+  readonly #token: string;
+  #failure: unknown;
+  #state: 'open' | 'closing' | 'closed' | 'aborted' = 'open';
+
+  constructor(options: PartOptions) {
+    const { layout, key } = options;
+    this.key = key;
+    this.#layout = layout;
+    this.#token = options.token;
+    const gzip = key.endsWith('.gz');
+    const body = new PassThrough();
+    const input = gzip ? createGzip() : body;
+    if (gzip) input.pipe(body);
+    this.#input = input;
+    this.#upload = new Upload({
+      client: layout.client,
+      queueSize: UPLOAD_QUEUE_SIZE,
+      partSize: UPLOAD_CHUNK_BYTES,
+      leavePartsOnError: false,
+      params: {
+        Bucket: layout.bucket,
+        Key: key,
+        Body: body,
+        ContentType: gzip ? 'application/gzip' : (options.contentType ?? 'application/x-ndjson'),
+        Metadata: { [TOKEN_METADATA]: options.token },
+        ...(options.createOnly ? { IfNoneMatch: '*' } : {}),
+      },
+    });
+    this.#done = this.#upload.done().then(
+      () => undefined,
+      (error: unknown) => {
+        this.#failure = error;
+        throw error;
+      },
+    );
+    // Recorded and rethrown by close(); the handler keeps an early failure from being unhandled.
+    this.#done.catch(() => undefined);
+  }
+
+  /** Writes one line; resolves when the stream can take more (backpressure), rejects if the upload failed. */
+  async write(line: string): Promise<void> {
+    if (this.#state !== 'open') throw new Error(`${this.key}: write after close`);
+    if (this.#failure !== undefined) throw this.#failure;
+    const text = `${line}\n`;
+    this.bytes += Buffer.byteLength(text);
+    this.lines++;
+    if (!this.#input.write(text)) {
+      await Promise.race([once(this.#input, 'drain'), this.#done]);
+    }
+  }
+
+  /** Ends the stream and waits until the object is durable; a create-only conflict with our own retry is success. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    if (this.#state === 'aborted') throw new Error(`${this.key}: closed after abort`);
+    this.#state = 'closing';
+    this.#input.end();
+    try {
+      await this.#done;
+    } catch (error) {
+      if (!isConditionFailure(error) || (await tokenOf(this.#layout, this.key, undefined)) !== this.#token) {
+        throw error;
+      }
+    }
+    this.#state = 'closed';
+  }
+
+  /** Abandons the object: the multipart upload is aborted on S3 too, so no invisible parts are billed. */
+  async abort(signal?: AbortSignal): Promise<void> {
+    if (this.#state === 'closed' || this.#state === 'aborted') return;
+    this.#state = 'aborted';
+    await this.#upload.abort();
+    this.#input.destroy();
+    await this.#done.catch(() => undefined);
+    // lib-storage aborts the upload it knows of in the background; do it here so it is done on return,
+    // including one whose CreateMultipartUpload was still in flight (its promise is not public).
+    const pending = (this.#upload as unknown as { createMultiPartPromise?: Promise<{ UploadId?: string }> })
+      .createMultiPartPromise;
+    const uploadId = this.#upload.uploadId ?? (await pending?.catch(() => undefined))?.UploadId;
+    if (uploadId) {
+      await abortUploadQuietly(this.#layout, this.key, uploadId, signal ?? finalWriteSignal(undefined));
+    }
+  }
+}
