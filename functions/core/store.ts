@@ -9,6 +9,7 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput,
   ListObjectsV2Command,
   PutObjectCommand,
   type PutObjectCommandInput,
@@ -349,7 +350,7 @@ export async function removeDebris(
       sendOptions(signal),
     );
   }
-  let uploads: { Uploads?: Array<{ Key?: string; UploadId?: string }> };
+  let uploads: ListMultipartUploadsCommandOutput;
   try {
     uploads = await layout.client.send(
       new ListMultipartUploadsCommand({ Bucket: layout.bucket, Prefix: `${layout.base}/` }),
