@@ -7,7 +7,9 @@ import {
   createTransformPool,
   type JobRuntime,
   type LookupAll,
+  type Outcome,
   type StoreConfig,
+  startFanOut,
   systemClock,
   type TransformPool,
   type TransformRunner,
@@ -23,7 +25,8 @@ export interface HandlerDeps {
   dispatcher?: RunnerDispatcher;
   clock?: Clock;
   shell?: Shell;
-  transformRunner?: TransformRunner;
+  /** 'inline': transforms run on the event loop (the engine's own path), for tests. */
+  transformRunner?: TransformRunner | 'inline';
   lookup?: LookupAll;
 }
 
@@ -32,7 +35,7 @@ export interface ResolvedDeps {
   store: StoreConfig;
   dispatcher: RunnerDispatcher;
   clock: Clock;
-  transformRunner: TransformRunner;
+  transformRunner: TransformRunner | undefined;
   lookup: LookupAll | undefined;
 }
 
@@ -43,7 +46,8 @@ export function resolveDeps(deps: HandlerDeps): ResolvedDeps {
     store: { client: deps.s3 ?? createS3Client(process.env), bucket: config.bucket, prefix: config.prefix },
     dispatcher: deps.dispatcher ?? createRunnerDispatcher(config),
     clock: deps.clock ?? systemClock,
-    transformRunner: deps.transformRunner ?? sharedTransformRunner,
+    transformRunner:
+      deps.transformRunner === 'inline' ? undefined : (deps.transformRunner ?? sharedTransformRunner),
     lookup: deps.lookup,
   };
 }
@@ -70,13 +74,41 @@ export function buildRuntime(
     clock: deps.clock,
     store: deps.store,
     log: toLogSink(shell.logger),
-    transformRunner: timed(deps.transformRunner, figures),
     onProgress: (progress) => {
       figures.progress = progress;
     },
+    startFanOut: (items, options, engineRuntime) => {
+      const run = startFanOut(items, options, engineRuntime);
+      return { ...run, outcomes: logFailures(run.outcomes, shell) };
+    },
   };
+  if (deps.transformRunner) runtime.transformRunner = timed(deps.transformRunner, figures);
   if (deps.lookup) runtime.lookup = deps.lookup;
   return runtime;
+}
+
+/**
+ * Each failed item logged once with its code, as its outcome passes to the store. Once: a failed item
+ * is committed to an errors part and never fetched again by a later run of the job.
+ */
+async function* logFailures(
+  outcomes: AsyncIterableIterator<Outcome>,
+  shell: Shell,
+): AsyncIterableIterator<Outcome> {
+  for await (const outcome of outcomes) {
+    if (!outcome.ok && outcome.pending !== true) {
+      const { id, url, error, attempts, ms } = outcome;
+      shell.logger.warn('item failed', {
+        itemId: id,
+        url,
+        code: error.code,
+        status: error.status,
+        attempts,
+        ms,
+      });
+    }
+    yield outcome;
+  }
 }
 
 // One pool per execution environment, created on the first transform and reused while warm: worker
