@@ -3,7 +3,14 @@ export { type Clock, systemClock } from './clock.ts';
 export * as defaults from './defaults.ts';
 export { type FanOutRun, fanOut, startFanOut } from './engine.ts';
 export { ERROR_CODES, type ErrorCode, FanoutError, type ItemError, JobValidationError } from './errors.ts';
-export { createDestinationGuard, type DestinationGuard } from './guard.ts';
+export {
+  type AllowList,
+  createDestinationGuard,
+  DestinationError,
+  type DestinationGuard,
+  type DestinationGuardOptions,
+  parseAllowList,
+} from './guard.ts';
 export {
   type JobOptions,
   type ParsedJob,
