@@ -1,0 +1,283 @@
+// The jobs API through middy + Router with HTTP API 2.0 events, against the local upstream and fauxqs.
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { HandlerConfig } from '../../functions/handlers/config.ts';
+import type { RunnerDispatcher } from '../../functions/handlers/dispatch.ts';
+import { createApiHandler } from '../../functions/handlers/jobs-api.ts';
+import { createRunJobHandler } from '../../functions/handlers/runner.ts';
+import {
+  type CapturedShell,
+  capturedShell,
+  createFakeContext,
+  loadEvent,
+  type RecordingDispatcher,
+  recordingDispatcher,
+  testConfig,
+} from '../support/lambda.ts';
+import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { startUpstream, type Upstream } from '../support/upstream.ts';
+
+let upstream: Upstream;
+let s3: TestS3;
+
+beforeAll(async () => {
+  [upstream, s3] = await Promise.all([startUpstream(), startTestS3()]);
+});
+afterAll(async () => {
+  await Promise.all([upstream.close(), s3.stop()]);
+});
+beforeEach(() => upstream.reset());
+
+interface Reply {
+  status: number;
+  headers: Record<string, unknown>;
+  body: Record<string, unknown>;
+}
+
+interface ApiHarness {
+  call(event: APIGatewayProxyEventV2): Promise<Reply>;
+  dispatcher: RecordingDispatcher;
+  captured: CapturedShell;
+}
+
+function api(overrides: Partial<HandlerConfig> = {}, dispatcher?: RunnerDispatcher): ApiHarness {
+  const recorder = recordingDispatcher();
+  const captured = capturedShell();
+  const handler = createApiHandler({
+    config: testConfig({ bucket: s3.bucket, ...overrides }),
+    s3: s3.client,
+    dispatcher: dispatcher ?? recorder,
+    shell: captured.shell,
+    transformRunner: 'inline',
+  });
+  return {
+    dispatcher: recorder,
+    captured,
+    call: async (event) => {
+      const result = (await handler(
+        event,
+        createFakeContext({ remainingMs: 29_000 }),
+      )) as APIGatewayProxyStructuredResultV2;
+      return {
+        status: result.statusCode ?? 0,
+        headers: result.headers ?? {},
+        body: result.body ? (JSON.parse(result.body) as Record<string, unknown>) : {},
+      };
+    },
+  };
+}
+
+function runner() {
+  return createRunJobHandler({
+    config: testConfig({ bucket: s3.bucket }),
+    s3: s3.client,
+    dispatcher: recordingDispatcher(),
+    shell: capturedShell().shell,
+    transformRunner: 'inline',
+  });
+}
+
+/** An HTTP API 2.0 event shaped like the samples, with the given method, path, body and headers. */
+function request(
+  method: string,
+  path: string,
+  options: { body?: string; headers?: Record<string, string> } = {},
+): APIGatewayProxyEventV2 {
+  const template = loadEvent('api-get.json') as unknown as APIGatewayProxyEventV2;
+  const headers: Record<string, string> = {
+    ...(template.headers as Record<string, string>),
+    ...options.headers,
+  };
+  const event: APIGatewayProxyEventV2 = {
+    ...template,
+    routeKey: `${method} ${path}`,
+    rawPath: path,
+    headers,
+    requestContext: { ...template.requestContext, http: { ...template.requestContext.http, method, path } },
+  };
+  if (options.body !== undefined) event.body = options.body;
+  return event;
+}
+
+const jsonHeaders = { 'content-type': 'application/json' };
+const postJob = (job: unknown, headers: Record<string, string> = {}) =>
+  request('POST', '/jobs', { body: JSON.stringify(job), headers: { ...jsonHeaders, ...headers } });
+const urls = (count: number) => Array.from({ length: count }, (_, index) => `${upstream.url}item/${index}`);
+
+describe('POST /jobs', () => {
+  it('runs a small job synchronously: 200 with the manifest and its results inline', async () => {
+    const { call } = api();
+    const reply = await call(
+      loadEvent('api-post-small.json', upstream.url) as unknown as APIGatewayProxyEventV2,
+    );
+    expect(reply.status).toBe(200);
+    expect(reply.body).toMatchObject({
+      jobId: 'demo-small-0001',
+      status: 'complete',
+      counts: { total: 4, succeeded: 4, failed: 0, pending: 0 },
+    });
+    const inline = reply.body.inline as { results: Array<{ id: string; value: unknown }>; errors: unknown[] };
+    expect(inline.results).toHaveLength(4);
+    expect(inline.results.map((line) => line.id)).toContain('item-echo');
+    expect(inline.errors).toEqual([]);
+    expect(upstream.hits()).toBe(4);
+  });
+
+  it('accepts a large job with 202 and starts the runner asynchronously; GET answers 202, then 200', async () => {
+    const { call, dispatcher } = api();
+    const reply = await call(
+      loadEvent('api-post-large.json', upstream.url) as unknown as APIGatewayProxyEventV2,
+    );
+    expect(reply).toMatchObject({
+      status: 202,
+      body: { jobId: 'demo-large-0001', status: 'accepted', links: { self: '/jobs/demo-large-0001' } },
+    });
+    expect(reply.headers.location).toBe('/jobs/demo-large-0001');
+    expect(upstream.hits()).toBe(0);
+    expect(dispatcher.events).toEqual([{ jobId: 'demo-large-0001', accepted: true }]);
+
+    expect((await call(request('GET', '/jobs/demo-large-0001'))).status).toBe(202);
+    const summary = await runner()(dispatcher.events[0], createFakeContext({ remainingMs: 120_000 }));
+    expect(summary).toMatchObject({ jobId: 'demo-large-0001', status: 'complete', counts: { total: 250 } });
+    const done = await call(request('GET', '/jobs/demo-large-0001'));
+    expect(done).toMatchObject({ status: 200, body: { status: 'complete', counts: { succeeded: 250 } } });
+  });
+
+  it('never starts a second job for the same Idempotency-Key', async () => {
+    const { call, dispatcher } = api();
+    const job = { items: urls(150) };
+    const first = await call(postJob(job, { 'idempotency-key': 'once-only-1' }));
+    const second = await call(postJob(job, { 'idempotency-key': 'once-only-1' }));
+    expect(first.status).toBe(202);
+    expect(second).toMatchObject({ status: 202, body: { jobId: 'once-only-1', status: 'accepted' } });
+    expect(dispatcher.events).toHaveLength(1);
+
+    const small = { items: urls(3) };
+    const ran = await call(postJob(small, { 'idempotency-key': 'once-only-2' }));
+    const repeated = await call(postJob(small, { 'idempotency-key': 'once-only-2' }));
+    expect(ran).toMatchObject({ status: 200, body: { jobId: 'once-only-2', status: 'complete' } });
+    expect(repeated).toMatchObject({ status: 200, body: { jobId: 'once-only-2', status: 'complete' } });
+    expect(upstream.hits()).toBe(3);
+  });
+
+  it('refuses an Idempotency-Key reused with another body (409)', async () => {
+    const { call } = api();
+    await call(postJob({ items: urls(2) }, { 'idempotency-key': 'reused-key' }));
+    const reply = await call(postJob({ items: urls(3) }, { 'idempotency-key': 'reused-key' }));
+    expect(reply).toMatchObject({ status: 409, body: { error: { code: 'IDEMPOTENCY_KEY_REUSED' } } });
+    expect(upstream.hits()).toBe(2);
+  });
+
+  const cases: Array<[string, () => APIGatewayProxyEventV2, number, string]> = [
+    [
+      'a non-JSON content type',
+      () => request('POST', '/jobs', { body: 'x', headers: { 'content-type': 'text/plain' } }),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ],
+    ['no content type', () => request('POST', '/jobs', { body: '{}' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    [
+      'invalid JSON',
+      () => request('POST', '/jobs', { body: '{"items": [', headers: jsonHeaders }),
+      400,
+      'INVALID_JSON',
+    ],
+    [
+      'an invalid Idempotency-Key',
+      () => postJob({ items: urls(1) }, { 'idempotency-key': '../etc' }),
+      400,
+      'INVALID_IDEMPOTENCY_KEY',
+    ],
+    ['more items than FANOUT_MAX_ITEMS', () => postJob({ items: urls(301) }), 413, 'TOO_MANY_ITEMS'],
+    [
+      'a body over FANOUT_MAX_REQUEST_BYTES',
+      () => postJob({ items: urls(1), pad: 'x'.repeat(40_000) }),
+      413,
+      'BODY_TOO_LARGE',
+    ],
+    ['a schema error', () => postJob({ items: urls(1), options: { concurrency: 0 } }), 422, 'INVALID_JOB'],
+    ['a wrong method on /jobs', () => request('GET', '/jobs'), 405, 'METHOD_NOT_ALLOWED'],
+    ['a wrong method on /jobs/{id}', () => request('DELETE', '/jobs/some-job'), 405, 'METHOD_NOT_ALLOWED'],
+    ['an unknown path', () => request('GET', '/nothing-here'), 404, 'NOT_FOUND'],
+  ];
+  it.each(cases)('answers %s with %i and fetches nothing', async (_name, event, status, code) => {
+    const { call, dispatcher } = api({ maxItems: 300, maxRequestBytes: 32 * 1024 });
+    const reply = await call(event());
+    expect(reply.status).toBe(status);
+    expect(reply.body).toMatchObject({ error: { code } });
+    expect(upstream.hits()).toBe(0);
+    expect(dispatcher.events).toEqual([]);
+  });
+
+  it('names the path of each schema problem (422)', async () => {
+    const { call } = api();
+    const items = [...urls(3), 'ftp://example.com/file'];
+    const reply = await call(postJob({ items, options: { concurrency: 2000 } }));
+    expect(reply.status).toBe(422);
+    const issues = (reply.body.error as { issues: Array<{ path: string; message: string }> }).issues;
+    expect(issues.map((issue) => issue.path)).toEqual(expect.arrayContaining(['options.concurrency']));
+    const itemReply = await call(postJob({ items }));
+    const itemIssues = (itemReply.body.error as { issues: Array<{ path: string }> }).issues;
+    expect(itemIssues).toEqual([expect.objectContaining({ path: 'items[3].url' })]);
+  });
+
+  it('answers 405 with an Allow header naming the method the path takes', async () => {
+    const { call } = api();
+    const reply = await call(request('PUT', '/jobs/x/redrive'));
+    expect(reply.status).toBe(405);
+    expect(reply.headers.allow).toBe('POST');
+  });
+
+  it('answers 500 with an error id only, and logs the failure under that id', async () => {
+    const failing: RunnerDispatcher = {
+      dispatch: async () => {
+        throw new Error('secret internal detail');
+      },
+      drain: async () => {},
+    };
+    const { call, captured } = api({}, failing);
+    const reply = await call(postJob({ items: urls(120) }));
+    expect(reply.status).toBe(500);
+    const error = reply.body.error as { code: string; errorId: string; message: string };
+    expect(error.code).toBe('INTERNAL');
+    expect(JSON.stringify(reply.body)).not.toMatch(/secret|at .*\.ts/);
+    expect(captured.logs).toContainEqual(expect.objectContaining({ level: 'ERROR', errorId: error.errorId }));
+  });
+
+  it('frees the id when the runner could not be started, so a retry can start it', async () => {
+    const broken: RunnerDispatcher = {
+      dispatch: async () => {
+        throw new Error('throttled');
+      },
+      drain: async () => {},
+    };
+    const job = { items: urls(120) };
+    expect(
+      (await api({}, broken).call(postJob(job, { 'idempotency-key': 'retry-after-failure' }))).status,
+    ).toBe(500);
+    const { call, dispatcher } = api();
+    expect((await call(postJob(job, { 'idempotency-key': 'retry-after-failure' }))).status).toBe(202);
+    expect(dispatcher.events).toHaveLength(1);
+  });
+});
+
+describe('GET /jobs/{id} and redrive', () => {
+  it('answers 200 with the manifest of a finished job (events/api-get.json)', async () => {
+    const { call } = api();
+    await call(loadEvent('api-post-small.json', upstream.url) as unknown as APIGatewayProxyEventV2);
+    const reply = await call(loadEvent('api-get.json') as unknown as APIGatewayProxyEventV2);
+    expect(reply).toMatchObject({ status: 200, body: { jobId: 'demo-small-0001', status: 'complete' } });
+  });
+
+  it.each(['never-submitted', '..%2Fescape'])('answers 404 for an unknown job id %s', async (id) => {
+    const { call } = api();
+    const reply = await call(request('GET', `/jobs/${id}`));
+    expect(reply).toMatchObject({ status: 404, body: { error: { code: 'NOT_FOUND' } } });
+  });
+
+  it('answers 501 on POST /jobs/{id}/redrive until redrive is wired', async () => {
+    const { call } = api();
+    const reply = await call(request('POST', '/jobs/demo-small-0001/redrive'));
+    expect(reply).toMatchObject({ status: 501, body: { error: { code: 'NOT_IMPLEMENTED' } } });
+  });
+});

@@ -1,0 +1,97 @@
+// The must-show: 1,000 items through the runner with time for about a third per invocation, then continuations.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { readManifest } from '../../functions/core/index.ts';
+import { createInProcessDispatcher } from '../../functions/handlers/dispatch.ts';
+import { createRunJobHandler, type RunSummary } from '../../functions/handlers/runner.ts';
+import type { DispatchEvent } from '../../functions/handlers/runner-events.ts';
+import { capturedShell, createFakeContext, hitClock, testConfig } from '../support/lambda.ts';
+import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { startUpstream, type Upstream } from '../support/upstream.ts';
+
+const ITEMS = 1_000;
+const MS_PER_HIT = 100;
+const MARGIN_MS = 3_000;
+/** Every invocation gets the margin plus time for a third of the items, counted in upstream hits. */
+const REMAINING_MS = MARGIN_MS + Math.round(ITEMS / 3) * MS_PER_HIT;
+
+let upstream: Upstream;
+let s3: TestS3;
+
+beforeAll(async () => {
+  [upstream, s3] = await Promise.all([startUpstream(), startTestS3()]);
+});
+afterAll(async () => {
+  await Promise.all([upstream.close(), s3.stop()]);
+});
+
+it('runs 1,000 items over continuations to a complete manifest with each item exactly once', async () => {
+  const clock = hitClock(() => upstream.hits(), MS_PER_HIT);
+  const summaries: RunSummary[] = [];
+  const continuations: DispatchEvent[] = [];
+  const context = () => createFakeContext({ remainingMs: REMAINING_MS, now: clock.now });
+  // Continuations run the way Lambda's async queue would: the same handler, a new context each time.
+  const dispatcher = createInProcessDispatcher(
+    async (event) => {
+      continuations.push(event);
+      summaries.push(await handler(event, context()));
+    },
+    (error) => {
+      throw error;
+    },
+  );
+  const handler = createRunJobHandler({
+    config: testConfig({ bucket: s3.bucket, deadlineMarginMs: MARGIN_MS, maxContinuations: 20 }),
+    s3: s3.client,
+    dispatcher,
+    shell: capturedShell().shell,
+    clock,
+    transformRunner: 'inline',
+  });
+  // Every 50th item fails (404, no retry): outcomes land in results and errors alike.
+  const items = Array.from({ length: ITEMS }, (_, index) => ({
+    id: `item-${String(index).padStart(4, '0')}`,
+    url: `${upstream.url}item/${index}${index % 50 === 0 ? '?status=404' : ''}`,
+  }));
+  const job = { jobId: 'must-show-1000', items, options: { concurrency: 8, retries: { maxAttempts: 1 } } };
+
+  summaries.push(await handler(job, context()));
+  await dispatcher.drain();
+
+  const [first] = summaries;
+  expect(first?.status).toBe('partial');
+  expect(first?.continuation).toEqual({ requested: 1 });
+  const firstFinished = (first?.counts.succeeded ?? 0) + (first?.counts.failed ?? 0);
+  expect(firstFinished).toBeGreaterThanOrEqual(ITEMS * 0.25);
+  expect(firstFinished).toBeLessThanOrEqual(ITEMS * 0.4);
+  expect(continuations.length).toBeGreaterThanOrEqual(2);
+  expect(continuations.map((event) => ('continuation' in event ? event.continuation : 0))).toEqual(
+    continuations.map((_, index) => index + 1),
+  );
+  const last = summaries.at(-1);
+  expect(last).toMatchObject({
+    status: 'complete',
+    counts: { total: ITEMS, succeeded: ITEMS - ITEMS / 50, failed: ITEMS / 50, pending: 0 },
+  });
+
+  const manifest = await readManifest(
+    { client: s3.client, bucket: s3.bucket, prefix: 'jobs' },
+    'must-show-1000',
+  );
+  expect(manifest?.status).toBe('complete');
+  expect(manifest?.pending).toBeNull();
+  const seen = new Map<string, number>();
+  for (const key of [...(manifest?.results ?? []), ...(manifest?.errors ?? [])]) {
+    for (const line of (await s3.getText(key)).split('\n')) {
+      if (!line) continue;
+      const { id } = JSON.parse(line) as { id: string };
+      seen.set(id, (seen.get(id) ?? 0) + 1);
+    }
+  }
+  expect(seen.size).toBe(ITEMS);
+  for (const item of items) expect(seen.get(item.id), item.id).toBe(1);
+  console.info(
+    `must-show: ${summaries.length} invocations; finished per run:`,
+    summaries.map((summary) => summary.counts.succeeded + summary.counts.failed).join(' -> '),
+    `; upstream hits ${upstream.hits()}`,
+  );
+});
