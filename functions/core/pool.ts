@@ -150,6 +150,8 @@ export function createTransformPool(options: TransformPoolOptions = {}): Transfo
   let sequence = 0;
   /** FIFO of callers waiting for room; each entry admits its caller. */
   const waiters: Array<{ admit: () => void; reject: (reason: unknown) => void }> = [];
+  /** One controller per task handed to piscina, so close() can settle every one of them. */
+  const inFlight = new Set<AbortController>();
   /** Tasks whose timeout starts when the worker says it began. */
   const onStarted = new Map<number, () => void>();
 
@@ -215,6 +217,7 @@ export function createTransformPool(options: TransformPoolOptions = {}): Transfo
   ): Promise<TransformResult> => {
     const seq = ++sequence;
     const controller = new AbortController();
+    inFlight.add(controller);
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     const onCallerAbort = () => controller.abort(signal.reason);
@@ -259,6 +262,7 @@ export function createTransformPool(options: TransformPoolOptions = {}): Transfo
       };
     } finally {
       pooled++;
+      inFlight.delete(controller);
       clearTimeout(timer);
       onStarted.delete(seq);
       signal.removeEventListener('abort', onCallerAbort);
@@ -275,6 +279,8 @@ export function createTransformPool(options: TransformPoolOptions = {}): Transfo
     }
     await admit(signal);
     try {
+      // close() may have run while this caller waited for room, even for a microtask.
+      if (closing) throw poolClosed();
       return await dispatch(ensurePiscina(), response, spec, signal);
     } finally {
       release();
@@ -287,7 +293,10 @@ export function createTransformPool(options: TransformPoolOptions = {}): Transfo
       const current = piscina;
       piscina = null;
       if (current) {
-        await current.destroy();
+        const destroyed = current.destroy();
+        // Whatever destroy() leaves unsettled settles now, as POOL_CLOSED (see dispatch's catch).
+        for (const controller of inFlight) controller.abort(poolClosed());
+        await destroyed;
         current.removeAllListeners();
       }
     })();
