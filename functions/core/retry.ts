@@ -75,6 +75,8 @@ export function parseRetryAfter(value: string | null | undefined, now: number): 
   const text = value.trim();
   if (text === '') return null;
   if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // HTTP dates always name the month; without this, V8's lenient Date.parse reads "-3" or "1.5" as dates.
+  if (!/[A-Za-z]{3}/.test(text)) return null;
   const date = Date.parse(text);
   if (Number.isNaN(date)) return null;
   return Math.max(0, date - now);

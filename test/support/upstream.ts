@@ -28,6 +28,7 @@
 //   /echo           {"method","url","headers","body"} of the request, JSON
 //   /html           a small HTML page (utf-8)
 //   /latin1         text/plain; charset=iso-8859-1 with bytes that are not valid UTF-8
+//   /broken-json    application/json that does not parse
 //   anything else   {"ok":true,"path":...} JSON (or ?type=html|text)
 //
 // Counters: hits(path?) counts requests (all, or by exact path); inFlight.current / .max (global) and
@@ -298,6 +299,9 @@ function respond(
   } else if (url.pathname === '/html' || q.get('type') === 'html') {
     body = Buffer.from(HTML_PAGE);
     headers['content-type'] = 'text/html; charset=utf-8';
+  } else if (url.pathname === '/broken-json') {
+    body = Buffer.from('{"oops": ');
+    headers['content-type'] = 'application/json';
   } else if (url.pathname === '/latin1') {
     body = LATIN1_BODY;
     headers['content-type'] = 'text/plain; charset=iso-8859-1';

@@ -1,0 +1,110 @@
+// The engine's bounds: global and per-origin concurrency never exceeded and reached, intake pulled lazily.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { fanOut, startFanOut } from '../../functions/core/engine.ts';
+import { parseOptions } from '../../functions/core/job.ts';
+import type { Item, Outcome } from '../../functions/core/types.ts';
+import { startUpstream, type Upstream } from '../support/upstream.ts';
+
+const runtime = { allow: ['127.0.0.1'] };
+let upstream: Upstream;
+
+beforeAll(async () => {
+  upstream = await startUpstream({ origins: 3 });
+});
+afterAll(async () => {
+  await upstream.close();
+});
+beforeEach(() => upstream.reset());
+
+async function collect(outcomes: AsyncIterable<Outcome>): Promise<Outcome[]> {
+  const all: Outcome[] = [];
+  for await (const outcome of outcomes) all.push(outcome);
+  return all;
+}
+
+describe('global bound', () => {
+  it.each([1, 4, 16])('keeps at most %i requests in flight and reaches that many', async (concurrency) => {
+    const urls = Array.from({ length: concurrency * 4 }, (_, i) => `${upstream.url}item/${i}?latency=60`);
+    const outcomes = await collect(fanOut(urls, { concurrency, perHost: concurrency }, runtime));
+    expect(outcomes.filter((outcome) => outcome.ok)).toHaveLength(urls.length);
+    expect(upstream.inFlight.max).toBe(concurrency);
+  });
+});
+
+describe('per-origin bound', () => {
+  it('keeps at most perHost requests per origin while the global bound spans origins', async () => {
+    const urls = upstream.originList.flatMap((origin) =>
+      Array.from({ length: 12 }, (_, i) => `${origin}/item/${i}?latency=60`),
+    );
+    const outcomes = await collect(fanOut(urls, { concurrency: 9, perHost: 3 }, runtime));
+    expect(outcomes.filter((outcome) => outcome.ok)).toHaveLength(36);
+    expect(upstream.inFlight.maxPerOrigin).toBe(3);
+    expect(upstream.inFlight.max).toBeLessThanOrEqual(9);
+    expect(upstream.inFlight.max).toBeGreaterThan(3);
+  });
+
+  it('reports per-origin figures for the manifest', async () => {
+    const run = startFanOut(
+      [0, 1, 2].map((i) => toItem(`${upstream.originList[0]}/item/${i}`)),
+      parseOptions({ concurrency: 2 }),
+      runtime,
+    );
+    await collect(run.outcomes);
+    const stats = run.hostStats()[upstream.originList[0] ?? ''];
+    expect(stats).toMatchObject({ requests: 3, succeeded: 3, failed: 0, throttled: 0, finalLimit: 2 });
+    expect(stats?.p95Ms).toBeGreaterThanOrEqual(stats?.p50Ms ?? 0);
+  });
+});
+
+describe('intake', () => {
+  it('pulls items lazily: never more than concurrency ahead of the outcomes consumed', async () => {
+    let pulled = 0;
+    async function* source(): AsyncGenerator<Item> {
+      for (let i = 0; i < 200; i++) {
+        pulled++;
+        yield toItem(`${upstream.url}item/${i}`);
+      }
+    }
+    const run = startFanOut(source(), parseOptions({ concurrency: 4 }), runtime);
+    let consumed = 0;
+    let maxAhead = 0;
+    for await (const outcome of run.outcomes) {
+      expect(outcome.ok).toBe(true);
+      consumed++;
+      maxAhead = Math.max(maxAhead, pulled - consumed);
+    }
+    expect(consumed).toBe(200);
+    // admitted (4) + outcomes waiting for the consumer (4) + the one being pulled
+    expect(maxAhead).toBeLessThanOrEqual(9);
+  });
+
+  it('yields outcomes in completion order, not input order', async () => {
+    const urls = [`${upstream.url}slow?latency=300`, `${upstream.url}fast`];
+    const outcomes = await collect(fanOut(urls, { concurrency: 2 }, runtime));
+    expect(outcomes.map((outcome) => outcome.url)).toEqual([urls[1], urls[0]]);
+  });
+
+  it('counts progress and reports it to the listener at the end', async () => {
+    const seen: number[] = [];
+    const run = startFanOut(
+      [0, 1, 2, 3, 4].map((i) => toItem(`${upstream.url}item/${i}`)),
+      parseOptions({ concurrency: 2 }),
+      { ...runtime, onProgress: (progress) => seen.push(progress.succeeded) },
+    );
+    await collect(run.outcomes);
+    expect(seen.at(-1)).toBe(5);
+    expect(run.progress()).toMatchObject({
+      total: 5,
+      succeeded: 5,
+      failed: 0,
+      pending: 0,
+      inFlight: 0,
+      retries: 0,
+    });
+    expect(run.progress().loopDelayP99Ms).toBeGreaterThanOrEqual(0);
+  });
+});
+
+function toItem(url: string): Item {
+  return { id: url.slice(-16).replace(/[^A-Za-z0-9]/g, 'x'), url, method: 'GET', headers: {} };
+}
