@@ -35,6 +35,7 @@ export type JobRuntime = import('./types.ts').Runtime & {
 };
 
 const MAX_RUN_CLAIMS = 1_000;
+const MAX_TAKEOVER_ATTEMPTS = 20;
 /** How often a run waiting for another live run looks at the manifest again. */
 const LEASE_POLL_MS = 1_000;
 
@@ -97,13 +98,24 @@ async function runParsedJob(job: ParsedJob, runtime: JobRuntime): Promise<Manife
   const signal = runtime.signal;
   signal?.throwIfAborted();
 
-  const current = await waitForLease(layout, clock, runtime);
+  let current = await waitForLease(layout, clock, runtime);
   if (current.kind === 'done') return current.manifest;
   const token = newToken();
   await putCreateOnly(layout, layout.jobKey, JSON.stringify(jobDocument(job)), token, signal);
   const run = await claimRunNumber(layout, current.version, token, signal);
-  const session = new RunSession(job, layout, run, token, clock, runtime);
-  return session.execute(current.version);
+  for (let attempt = 1; ; attempt++) {
+    const session = new RunSession(job, layout, run, token, clock, runtime);
+    try {
+      return await session.execute(current.version);
+    } catch (error) {
+      // Lost the race to take the job (another run checkpointed or took it first): look again.
+      if (!(error instanceof ManifestConflictError) || session.tookOver || attempt >= MAX_TAKEOVER_ATTEMPTS) {
+        throw error;
+      }
+    }
+    current = await waitForLease(layout, clock, runtime);
+    if (current.kind === 'done') return current.manifest;
+  }
 }
 
 type LeaseState = { kind: 'done'; manifest: Manifest } | { kind: 'go'; version: ManifestVersion | null };
@@ -207,6 +219,8 @@ class RunSession {
   readonly layout: StoreLayout;
   readonly run: number;
   readonly token: string;
+  /** True once this run's compare-and-swap took the job; a conflict after that means it was fenced out. */
+  tookOver = false;
   readonly #job: ParsedJob;
   readonly #clock: Clock;
   readonly #runtime: JobRuntime;
@@ -227,6 +241,7 @@ class RunSession {
   #intakeDone = false;
   #hosts: Record<string, HostStats> = {};
   #previousHosts: Record<string, HostStats> = {};
+  #previousRuns = 0;
 
   constructor(
     job: ParsedJob,
@@ -254,6 +269,7 @@ class RunSession {
     try {
       this.#startedAt = previous?.manifest.startedAt ?? new Date(this.#clock.now()).toISOString();
       this.#previousHosts = previous?.manifest.hosts ?? {};
+      this.#previousRuns = previous?.manifest.runs ?? 0;
       this.#committed = {
         results: [...(previous?.manifest.results ?? [])],
         errors: [...(previous?.manifest.errors ?? [])],
@@ -264,6 +280,7 @@ class RunSession {
       // Take the job: from here until our final write, a rival run waits or loses its compare-and-swap.
       this.#etag = previous?.etag ?? null;
       await this.#commit('running', this.#signal);
+      this.tookOver = true;
       const finished = await this.#readFinished();
       await removeDebris(
         this.layout,
@@ -535,7 +552,7 @@ class RunSession {
       status,
       startedAt: this.#startedAt,
       finishedAt: status === 'running' ? null : now,
-      runs: this.run,
+      runs: Math.max(this.run, this.#previousRuns),
       counts,
       results: [...this.#committed.results],
       errors: [...this.#committed.errors],

@@ -323,9 +323,9 @@ export async function listKeys(
 }
 
 /**
- * Removes what dead runs left behind: parts of runs before `currentRun` that `listed` does not name, and
- * their unfinished multipart uploads. Safe only for a run that holds the job: a run that lost the manifest
- * can never list its parts any more, so nobody will ever read them.
+ * Removes what other runs left behind: parts of any run but `currentRun` that `listed` does not name, and
+ * their unfinished multipart uploads. Safe only right after this run took the job by compare-and-swap:
+ * every other run has lost the manifest then, so it can never list those parts, and nobody will read them.
  */
 export async function removeDebris(
   layout: StoreLayout,
@@ -337,7 +337,7 @@ export async function removeDebris(
   for (const kind of ['results', 'errors'] as const) {
     for (const { key } of await listKeys(layout, `${layout.base}/${kind}/`, signal)) {
       const run = runOfKey(key);
-      if (run !== null && run < currentRun && !listed.has(key)) keys.push(key);
+      if (run !== null && run !== currentRun && !listed.has(key)) keys.push(key);
     }
   }
   for (let start = 0; start < keys.length; start += 1000) {
@@ -362,7 +362,7 @@ export async function removeDebris(
   }
   for (const upload of uploads.Uploads ?? []) {
     const run = upload.Key ? runOfKey(upload.Key) : null;
-    if (run === null || run >= currentRun || !upload.UploadId) continue;
+    if (run === null || run === currentRun || !upload.UploadId) continue;
     await abortUploadQuietly(layout, upload.Key ?? '', upload.UploadId, signal);
   }
   return keys.length;
