@@ -72,7 +72,10 @@ export interface TransformPoolStats {
 }
 
 export interface TransformPool {
-  /** Never throws for a transform's own failure; throws the signal's reason when the caller aborts. */
+  /**
+   * Always resolves once started: a transform's failure, the caller's abort (TRANSFORM_TIMEOUT, "stopped")
+   * and a close() meanwhile (TRANSFORM_CRASHED) are results. Throws POOL_CLOSED only on a closed pool.
+   */
   run: TransformRunner;
   stats(): TransformPoolStats;
   readonly closed: boolean;
@@ -252,8 +255,8 @@ export function createTransformPool(options: TransformPoolOptions = {}): Transfo
           message: `transform "${spec.name}" ran longer than ${resolved.taskTimeoutMs} ms`,
         };
       }
-      if (signal.aborted) throw signal.reason;
-      if (closing) throw poolClosed();
+      if (signal.aborted) return stopped(spec, signal);
+      if (closing) return closedMeanwhile(spec);
       // Out of memory, process.exit, a result that cannot be cloned: the worker is gone, the item failed.
       return {
         ok: false,
@@ -270,17 +273,21 @@ export function createTransformPool(options: TransformPoolOptions = {}): Transfo
   };
 
   const run: TransformRunner = async (response, spec, signal) => {
-    signal.throwIfAborted();
     if (closing) throw poolClosed();
+    if (signal.aborted) return stopped(spec, signal);
     const cheap = cheapTransform(spec.name);
     if (cheap && response.body.byteLength <= resolved.inlineMaxBodyBytes) {
       inline++;
       return applyTransform(cheap, response, spec.options);
     }
-    await admit(signal);
+    try {
+      await admit(signal);
+    } catch {
+      return closing ? closedMeanwhile(spec) : stopped(spec, signal);
+    }
     try {
       // close() may have run while this caller waited for room, even for a microtask.
-      if (closing) throw poolClosed();
+      if (closing) return closedMeanwhile(spec);
       return await dispatch(ensurePiscina(), response, spec, signal);
     } finally {
       release();
@@ -338,6 +345,23 @@ export async function closeSharedTransformPool(): Promise<void> {
   const current = shared;
   shared = null;
   await current?.close();
+}
+
+/** The caller (the job) aborted: the engine reports such an item pending or ABORTED, not failed. */
+function stopped(spec: TransformSpec, signal: AbortSignal): TransformResult {
+  return {
+    ok: false,
+    code: 'TRANSFORM_TIMEOUT',
+    message: `transform "${spec.name}" stopped: ${describeError(signal.reason)}`,
+  };
+}
+
+function closedMeanwhile(spec: TransformSpec): TransformResult {
+  return {
+    ok: false,
+    code: 'TRANSFORM_CRASHED',
+    message: `the transform pool closed before "${spec.name}" finished`,
+  };
 }
 
 function poolClosed(): FanoutError {

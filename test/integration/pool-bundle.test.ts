@@ -76,7 +76,8 @@ describe('the bundled transform pool', () => {
 
     const output = await runBundle(deployed);
     expect(output.thread).toMatchObject({ ok: true, value: { bytes: 1 } });
-    expect((output.thread?.value as { threadId: number }).threadId).toBeGreaterThan(0);
+    const threadId = (output.thread?.value as { threadId?: number } | undefined)?.threadId;
+    expect(threadId).toBeGreaterThan(0);
     expect(output.html).toEqual({
       ok: true,
       value: {
