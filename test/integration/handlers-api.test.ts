@@ -9,6 +9,7 @@ import {
   type CapturedShell,
   capturedShell,
   createFakeContext,
+  hitClock,
   loadEvent,
   type RecordingDispatcher,
   recordingDispatcher,
@@ -40,7 +41,11 @@ interface ApiHarness {
   captured: CapturedShell;
 }
 
-function api(overrides: Partial<HandlerConfig> = {}, dispatcher?: RunnerDispatcher): ApiHarness {
+function api(
+  overrides: Partial<HandlerConfig> = {},
+  dispatcher?: RunnerDispatcher,
+  clock?: ReturnType<typeof hitClock>,
+): ApiHarness {
   const recorder = recordingDispatcher();
   const captured = capturedShell();
   const handler = createApiHandler({
@@ -49,15 +54,15 @@ function api(overrides: Partial<HandlerConfig> = {}, dispatcher?: RunnerDispatch
     dispatcher: dispatcher ?? recorder,
     shell: captured.shell,
     transformRunner: 'inline',
+    ...(clock ? { clock } : {}),
   });
+  const remainingMs = overrides.deadlineMarginMs === undefined ? 29_000 : overrides.deadlineMarginMs + 1_000;
   return {
     dispatcher: recorder,
     captured,
     call: async (event) => {
-      const result = (await handler(
-        event,
-        createFakeContext({ remainingMs: 29_000 }),
-      )) as APIGatewayProxyStructuredResultV2;
+      const context = createFakeContext({ remainingMs, ...(clock ? { now: clock.now } : {}) });
+      const result = (await handler(event, context)) as APIGatewayProxyStructuredResultV2;
       return {
         status: result.statusCode ?? 0,
         headers: result.headers ?? {},
@@ -143,6 +148,21 @@ describe('POST /jobs', () => {
     expect(done).toMatchObject({ status: 200, body: { status: 'complete', counts: { succeeded: 250 } } });
   });
 
+  it('answers 200 with a partial manifest when a sync job meets its deadline, and asks for a continuation', async () => {
+    // 1 s of fetching at 100 ms per upstream hit: about 10 of the 50 items.
+    const { call, dispatcher } = api(
+      { deadlineMarginMs: 3_000 },
+      undefined,
+      hitClock(() => upstream.hits(), 100),
+    );
+    const reply = await call(
+      postJob({ items: urls(50), options: { concurrency: 2 } }, { 'idempotency-key': 'sync-partial' }),
+    );
+    expect(reply).toMatchObject({ status: 200, body: { jobId: 'sync-partial', status: 'partial' } });
+    expect((reply.body.counts as { pending: number }).pending).toBeGreaterThan(0);
+    expect(dispatcher.events).toEqual([{ jobId: 'sync-partial', resume: true, continuation: 1 }]);
+  });
+
   it('never starts a second job for the same Idempotency-Key', async () => {
     const { call, dispatcher } = api();
     const job = { items: urls(150) };
@@ -170,37 +190,47 @@ describe('POST /jobs', () => {
 
   const cases: Array<[string, () => APIGatewayProxyEventV2, number, string]> = [
     [
-      'a non-JSON content type',
+      '415 to a non-JSON content type',
       () => request('POST', '/jobs', { body: 'x', headers: { 'content-type': 'text/plain' } }),
       415,
       'UNSUPPORTED_MEDIA_TYPE',
     ],
-    ['no content type', () => request('POST', '/jobs', { body: '{}' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['415 to no content type', () => request('POST', '/jobs', { body: '{}' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
     [
-      'invalid JSON',
+      '400 to invalid JSON',
       () => request('POST', '/jobs', { body: '{"items": [', headers: jsonHeaders }),
       400,
       'INVALID_JSON',
     ],
     [
-      'an invalid Idempotency-Key',
+      '400 to an invalid Idempotency-Key',
       () => postJob({ items: urls(1) }, { 'idempotency-key': '../etc' }),
       400,
       'INVALID_IDEMPOTENCY_KEY',
     ],
-    ['more items than FANOUT_MAX_ITEMS', () => postJob({ items: urls(301) }), 413, 'TOO_MANY_ITEMS'],
+    ['413 to more items than FANOUT_MAX_ITEMS', () => postJob({ items: urls(301) }), 413, 'TOO_MANY_ITEMS'],
     [
-      'a body over FANOUT_MAX_REQUEST_BYTES',
+      '413 to a body over FANOUT_MAX_REQUEST_BYTES',
       () => postJob({ items: urls(1), pad: 'x'.repeat(40_000) }),
       413,
       'BODY_TOO_LARGE',
     ],
-    ['a schema error', () => postJob({ items: urls(1), options: { concurrency: 0 } }), 422, 'INVALID_JOB'],
-    ['a wrong method on /jobs', () => request('GET', '/jobs'), 405, 'METHOD_NOT_ALLOWED'],
-    ['a wrong method on /jobs/{id}', () => request('DELETE', '/jobs/some-job'), 405, 'METHOD_NOT_ALLOWED'],
-    ['an unknown path', () => request('GET', '/nothing-here'), 404, 'NOT_FOUND'],
+    [
+      '422 to a schema error',
+      () => postJob({ items: urls(1), options: { concurrency: 0 } }),
+      422,
+      'INVALID_JOB',
+    ],
+    ['405 to a wrong method on /jobs', () => request('GET', '/jobs'), 405, 'METHOD_NOT_ALLOWED'],
+    [
+      '405 to a wrong method on /jobs/{id}',
+      () => request('DELETE', '/jobs/some-job'),
+      405,
+      'METHOD_NOT_ALLOWED',
+    ],
+    ['404 to an unknown path', () => request('GET', '/nothing-here'), 404, 'NOT_FOUND'],
   ];
-  it.each(cases)('answers %s with %i and fetches nothing', async (_name, event, status, code) => {
+  it.each(cases)('answers %s, and fetches nothing', async (_name, event, status, code) => {
     const { call, dispatcher } = api({ maxItems: 300, maxRequestBytes: 32 * 1024 });
     const reply = await call(event());
     expect(reply.status).toBe(status);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../functions/handlers/config.ts';
 import { createInProcessDispatcher, createLambdaDispatcher } from '../../functions/handlers/dispatch.ts';
+import { createShell } from '../../functions/handlers/lambda-shell.ts';
 import { classifyRunnerEvent } from '../../functions/handlers/runner-events.ts';
 import {
   createFakeContext,
@@ -13,7 +14,7 @@ import {
   invokeHandler,
   toLambdaError,
 } from '../../functions/local/invoke.ts';
-import { loadEvent, ManualClock } from '../support/lambda.ts';
+import { capturedShell, loadEvent, ManualClock } from '../support/lambda.ts';
 
 describe('configuration', () => {
   it('fills the defaults from a bucket alone', () => {
@@ -168,6 +169,16 @@ describe('local invoker', () => {
   it('picks the API handler for API Gateway events and the runner for the rest', () => {
     expect(handlerFileForEvent(loadEvent('api-get.json'))).toMatch(/handlers\/api\.ts$/);
     expect(handlerFileForEvent(loadEvent('schedule.json'))).toMatch(/handlers\/run-job\.ts$/);
+  });
+});
+
+describe('shell', () => {
+  it('runs a handler with tracing on, loading the tracer only then', async () => {
+    const { shell } = capturedShell();
+    const traced = createShell({ tracing: true, logger: shell.logger, metrics: shell.metrics }).wrap(
+      async (event: { n: number }) => event.n + 1,
+    );
+    expect(await traced({ n: 41 }, createFakeContext())).toBe(42);
   });
 });
 
