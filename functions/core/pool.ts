@@ -167,7 +167,9 @@ export function createTransformPool(options: TransformPoolOptions = {}): Transfo
       filename: located.workerFile,
       minThreads: resolved.threads,
       maxThreads: resolved.threads,
-      maxQueue: resolved.maxQueue,
+      // The admission gate above holds bodies to threads + maxQueue; piscina's own limit is set to that
+      // ceiling too, so a worker being replaced (fewer ready threads for a moment) never makes it reject.
+      maxQueue: bound,
       resourceLimits: { maxOldGenerationSizeMb: resolved.workerHeapMb },
     });
     // piscina emits 'error' for a worker that dies with no task; without a listener that would throw.
@@ -302,7 +304,7 @@ export function createTransformPool(options: TransformPoolOptions = {}): Transfo
       piscina = null;
       if (current) {
         const destroyed = current.destroy();
-        // Whatever destroy() leaves unsettled settles now, as POOL_CLOSED (see dispatch's catch).
+        // destroy() leaves running tasks unsettled: abort them, so each answers TRANSFORM_CRASHED.
         for (const controller of inFlight) controller.abort(poolClosed());
         await destroyed;
         current.removeAllListeners();
