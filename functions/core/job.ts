@@ -1,5 +1,5 @@
 // The job: zod schemas (the one source of truth for API, runner and CLI), URL normalization, ids.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { z } from 'zod';
 import * as D from './defaults.ts';
 import { type ItemError, type JobIssue, JobValidationError } from './errors.ts';
@@ -99,7 +99,7 @@ export function normalizeUrl(raw: string): UrlCheck {
   if (url.username || url.password)
     return { ok: false, message: 'invalid URL: credentials in the URL are not allowed' };
   if (!url.hostname) return { ok: false, message: 'invalid URL: no host' };
-  url.hash = '';
+  if (url.hash) url.hash = '';
   const normalized = url.href;
   if (normalized.length > D.MAX_URL_LENGTH) {
     return { ok: false, message: `invalid URL: longer than ${D.MAX_URL_LENGTH} characters once normalized` };
@@ -268,12 +268,23 @@ export function parseItems(
   const items: Item[] = [];
   let duplicates = 0;
   input.forEach((raw, index) => {
-    const parsed = ItemInputSchema.safeParse(raw);
-    if (!parsed.success) {
-      issues.push(...toIssues(parsed.error.issues, ['items', index]));
-      return;
+    let item: Item;
+    if (typeof raw === 'string') {
+      // Bare URLs are the common case at scale: the same checks as the schema, without its per-item cost.
+      const checked = normalizeUrl(raw);
+      if (!checked.ok) {
+        issues.push({ path: `items[${index}].url`, message: checked.message });
+        return;
+      }
+      item = { id: itemId('GET', checked.url, undefined), url: checked.url, method: 'GET', headers: {} };
+    } else {
+      const parsed = ItemInputSchema.safeParse(raw);
+      if (!parsed.success) {
+        issues.push(...toIssues(parsed.error.issues, ['items', index]));
+        return;
+      }
+      item = toItem(parsed.data);
     }
-    const item = toItem(parsed.data);
     if (seen.has(item.id)) {
       duplicates++;
       return;
@@ -340,7 +351,8 @@ function deriveJobId(basis: { items?: string[]; source?: string; options: JobOpt
 }
 
 function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  // crypto.hash: one call, no Hash object; half the cost of createHash at a million ids.
+  return hash('sha256', text, 'hex');
 }
 
 function toItem(parsed: z.output<typeof ItemObjectSchema>): Item {
