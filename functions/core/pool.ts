@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { FanoutError } from './errors.ts';
 import type { TransformSpec } from './job.ts';
 import { describeError, TASK_STARTED, type WorkerTask } from './transforms/contract.ts';
-import { applyTransform, cheapTransform } from './transforms/inline.ts';
+import { applyCheapTransform } from './transforms/inline.ts';
 import type { FetchedResponse, TransformResult, TransformRunner } from './types.ts';
 
 export {
@@ -278,10 +278,12 @@ export function createTransformPool(options: TransformPoolOptions = {}): Transfo
   const run: TransformRunner = async (response, spec, signal) => {
     if (closing) throw poolClosed();
     if (signal.aborted) return stopped(spec, signal);
-    const cheap = cheapTransform(spec.name);
-    if (cheap && response.body.byteLength <= resolved.inlineMaxBodyBytes) {
-      inline++;
-      return applyTransform(cheap, response, spec.options);
+    if (response.body.byteLength <= resolved.inlineMaxBodyBytes) {
+      const result = applyCheapTransform(spec.name, response, spec.options);
+      if (result) {
+        inline++;
+        return result;
+      }
     }
     try {
       await admit(signal);

@@ -9,7 +9,7 @@ import { autoTransform } from '../../functions/core/transforms/auto.ts';
 import { assertKnownTransform, transformNames } from '../../functions/core/transforms/catalog.ts';
 import { digestTransform } from '../../functions/core/transforms/digest.ts';
 import { htmlTransform } from '../../functions/core/transforms/html.ts';
-import { applyTransform } from '../../functions/core/transforms/inline.ts';
+import { applyCheapTransform, applyTransform } from '../../functions/core/transforms/inline.ts';
 import { jsonTransform } from '../../functions/core/transforms/json.ts';
 import { jsonErrorOffset } from '../../functions/core/transforms/json-position.ts';
 import { rawTransform } from '../../functions/core/transforms/raw.ts';
@@ -212,6 +212,21 @@ describe('applyTransform', () => {
       code: 'TRANSFORM_ERROR',
     });
     await expect(applyTransform(() => undefined, body, {})).resolves.toEqual({ ok: true, value: null });
+  });
+});
+
+describe('applyCheapTransform', () => {
+  it('runs a cheap built-in synchronously and declines the others', () => {
+    expect(applyCheapTransform('json', text('[1]', 'application/json'), {})).toEqual({
+      ok: true,
+      value: [1],
+    });
+    expect(applyCheapTransform('json', text('[1', 'application/json'), {})).toMatchObject({
+      ok: false,
+      code: 'TRANSFORM_ERROR',
+    });
+    expect(applyCheapTransform('html', text('<p>', 'text/html'), {})).toBeUndefined();
+    expect(applyCheapTransform('top-words', text('a', null), {})).toBeUndefined();
   });
 });
 

@@ -18,6 +18,25 @@ export function cheapTransform(name: string): TransformFn | undefined {
   return Object.hasOwn(CHEAP_TRANSFORMS, name) ? CHEAP_TRANSFORMS[name] : undefined;
 }
 
+/**
+ * A cheap built-in run synchronously (no promise on the engine's hot path), or undefined when `name`
+ * is not one of them. Whatever it throws becomes TRANSFORM_ERROR.
+ */
+export function applyCheapTransform(
+  name: string,
+  response: FetchedResponse,
+  options: Record<string, unknown>,
+): TransformResult | undefined {
+  const transform = cheapTransform(name);
+  if (!transform) return undefined;
+  try {
+    const value = transform(response, options);
+    return { ok: true, value: value === undefined ? null : value };
+  } catch (error) {
+    return { ok: false, code: 'TRANSFORM_ERROR', message: describeError(error) };
+  }
+}
+
 /** Runs a transform to a result: whatever it throws becomes TRANSFORM_ERROR, never an exception. */
 export async function applyTransform(
   transform: TransformFn,
