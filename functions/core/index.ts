@@ -2,7 +2,14 @@
 export { type Clock, systemClock } from './clock.ts';
 export * as defaults from './defaults.ts';
 export { type FanOutRun, fanOut, startFanOut } from './engine.ts';
-export { ERROR_CODES, type ErrorCode, FanoutError, type ItemError, JobValidationError } from './errors.ts';
+export {
+  ERROR_CODES,
+  type ErrorCode,
+  FanoutError,
+  type ItemError,
+  type JobIssue,
+  JobValidationError,
+} from './errors.ts';
 export {
   type AllowList,
   createDestinationGuard,
@@ -20,6 +27,12 @@ export {
   type TransformSpec,
   toJobForm,
 } from './job.ts';
-export { createTransformPool, type TransformPool } from './pool.ts';
+export {
+  closeSharedTransformPool,
+  createTransformPool,
+  sharedTransformPool,
+  type TransformPool,
+  type TransformPoolOptions,
+} from './pool.ts';
 export { type JobRuntime, readManifest, resumeJob, runJob } from './run.ts';
 export type * from './types.ts';
