@@ -28,11 +28,17 @@ export {
   toJobForm,
 } from './job.ts';
 export {
+  assertKnownTransform,
+  BUILTIN_TRANSFORMS,
   closeSharedTransformPool,
   createTransformPool,
+  INLINE_MAX_BODY_BYTES,
   sharedTransformPool,
   type TransformPool,
   type TransformPoolOptions,
+  type TransformPoolStats,
+  transformNames,
 } from './pool.ts';
 export { type JobRuntime, readManifest, resumeJob, runJob } from './run.ts';
+export type { TransformFn, UserTransformRegistry } from './transforms/contract.ts';
 export type * from './types.ts';

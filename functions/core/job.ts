@@ -3,6 +3,7 @@ import { hash } from 'node:crypto';
 import { z } from 'zod';
 import * as D from './defaults.ts';
 import { type ItemError, type JobIssue, JobValidationError } from './errors.ts';
+import { assertKnownTransform } from './transforms/catalog.ts';
 import type { Item } from './types.ts';
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -229,6 +230,8 @@ export function parseJob(input: unknown, limits: ParseLimits = {}): ParsedJob {
   if (!parsed.success) throw new JobValidationError(toIssues(parsed.error.issues));
   const job = parsed.data;
   const options = job.options;
+  // A transform the deployment does not have fails the job here, before anything is fetched.
+  assertKnownTransform(options.transform);
   if (job.source) {
     const match = S3_URI.exec(job.source.s3);
     const source = { uri: job.source.s3, bucket: match?.[1] ?? '', key: match?.[2] ?? '' };
@@ -244,6 +247,7 @@ export function parseJob(input: unknown, limits: ParseLimits = {}): ParsedJob {
 export function parseOptions(input: unknown): JobOptions {
   const parsed = OptionsSchema.safeParse(input ?? {});
   if (!parsed.success) throw new JobValidationError(toIssues(parsed.error.issues, ['options']));
+  assertKnownTransform(parsed.data.transform);
   return parsed.data;
 }
 
