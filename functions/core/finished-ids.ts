@@ -1,8 +1,8 @@
 // A compact set of item ids: 16-hex ids packed as 64-bit integers in an open-addressing table.
 //
 // Derived ids are exactly 16 lowercase hex digits, so they map one-to-one onto 64-bit integers kept as
-// two 32-bit halves (no BigInt arithmetic on the hot path). A million of them cost 16 MiB of typed
-// arrays instead of the ~80 MiB a Set<string> takes. Other ids (given by the job) are kept exactly in a
+// two 32-bit halves (no BigInt arithmetic on the hot path). A million of them cost 18 MiB of typed
+// arrays (measured), with no per-id object for the GC to trace. Other ids (given by the job) are kept exactly in a
 // Set<string>: hashing them to 64 bits could make two items collide and lose one.
 
 const HEX16 = /^[0-9a-f]{16}$/;

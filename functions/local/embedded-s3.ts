@@ -80,7 +80,14 @@ export async function startEmbeddedS3(options: EmbeddedS3Options = {}): Promise<
     retryMode: 'standard',
     ...options.client,
   });
-  for (const bucket of options.buckets ?? []) s3Store.createBucket(bucket);
+  try {
+    for (const bucket of options.buckets ?? []) s3Store.createBucket(bucket);
+  } catch (error) {
+    // A bad bucket name must not leave the listener behind.
+    client.destroy();
+    await app.close();
+    throw error;
+  }
 
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
