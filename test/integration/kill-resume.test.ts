@@ -82,8 +82,8 @@ describe('kill and resume', () => {
 
       const manifest = await readManifest({ client: s3.client, bucket: s3.bucket }, jobId);
       expect(manifest?.status).toBe('complete');
-    // Several runs took part: the killed ones claimed run numbers and left checkpoints behind.
-    expect(manifest?.runs).toBeGreaterThan(1);
+      // Several runs took part: the killed ones claimed run numbers and left checkpoints behind.
+      expect(manifest?.runs).toBeGreaterThan(1);
       expect(manifest?.counts).toEqual({
         total: ITEMS,
         succeeded: ITEMS - Math.floor(ITEMS / 7),
