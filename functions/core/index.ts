@@ -40,5 +40,11 @@ export {
   transformNames,
 } from './pool.ts';
 export { type JobRuntime, readManifest, resumeJob, runJob } from './run.ts';
+export {
+  DEFAULT_CHECKPOINT_MS,
+  DEFAULT_PART_BYTES,
+  ManifestConflictError,
+  type StoredManifest,
+} from './store.ts';
 export type { TransformFn, UserTransformRegistry } from './transforms/contract.ts';
 export type * from './types.ts';

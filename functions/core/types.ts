@@ -162,4 +162,8 @@ export interface Manifest {
   error?: { code: string; message: string };
   /** Items re-run by `redrive` across all runs. */
   redriven?: number;
+  /** Liveness of the run writing a `running` checkpoint: older than the lease means it died. */
+  heartbeatAt?: string;
+  /** Which run wrote this version (fencing between overlapping runs). */
+  writer?: string;
 }
