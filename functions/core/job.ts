@@ -247,7 +247,7 @@ export function parseJob(input: unknown, limits: ParseLimits = {}): ParsedJob {
 export function parseOptions(input: unknown): JobOptions {
   const parsed = OptionsSchema.safeParse(input ?? {});
   if (!parsed.success) throw new JobValidationError(toIssues(parsed.error.issues, ['options']));
-  assertKnownTransform(parsed.data.transform);
+  // No transform-name check here: a library caller may bring its own runtime.transformRunner and names.
   return parsed.data;
 }
 
