@@ -27,8 +27,11 @@ it('flushes a partial run after its deadline, accounting for every item (the flu
     shell: capturedShell().shell,
     transformRunner: 'inline',
   });
-  // 5 ms per response and 5,000 items: far more than the fetch window holds, so the deadline comes first.
-  const items = Array.from({ length: ITEMS }, (_, index) => `${upstream.url}item/${index}?latency=5`);
+  // The last items answer after a minute: whatever the machine's speed, the deadline comes first.
+  const items = Array.from(
+    { length: ITEMS },
+    (_, index) => `${upstream.url}item/${index}?latency=${index >= ITEMS - 64 ? 60_000 : 5}`,
+  );
   const deadline = Date.now() + FETCH_WINDOW_MS;
   const summary = await handler(
     { jobId: 'flush-margin', items, options: { concurrency: 64, perHost: 64 } },
