@@ -6,12 +6,21 @@
 // queue is unbounded. A second counter bounds requests per hop (a stop must be able to release its
 // waiters), and the per-origin bound is hosts.ts. Outcomes waiting for the consumer are bounded too:
 // memory scales with concurrency, never with the number of items.
+//
+// Politeness (hosts.ts) makes some origins wait: for a permit, a cooldown, a rate slot, or a retry. An
+// item waiting like that steps aside (`parked`) so intake goes on and other origins keep their pace;
+// parked items are bounded too (PARKED_PER_SLOT per slot of concurrency).
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Agent } from 'undici';
 import { type Clock, systemClock } from './clock.ts';
 import type { ErrorCode, ItemError } from './errors.ts';
 import { createDestinationGuard, type DestinationGuardOptions } from './guard.ts';
-import { type AttemptReport, createHostScheduler, type HostPermit } from './hosts.ts';
+import {
+  type AttemptReport,
+  createHostScheduler,
+  type HostPermit,
+  type HostSchedulerOptions,
+} from './hosts.ts';
 import { createHttpClient, type HttpResponse, headerValue } from './http.ts';
 import { type JobOptions, normalizeUrl, parseItems, parseOptions, type TransformSpec } from './job.ts';
 import { decideRetry, parseRetryAfter } from './retry.ts';
@@ -36,6 +45,14 @@ export interface FanOutRun {
 }
 
 const PROGRESS_INTERVAL_MS = 100;
+/** Items waiting on a busy origin (or a retry) that do not hold an intake slot, per slot of concurrency. */
+const PARKED_PER_SLOT = 4;
+
+/** The engine's runtime: the job's, plus what a caller that splits a job across runs decides. */
+export type EngineRuntime = Runtime & {
+  /** This run's share of every origin's budget (perHost and perHostRate divided by it); default 1. */
+  hostShare?: number;
+};
 const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 /** Credentials never follow a redirect to another origin. */
 const CROSS_ORIGIN_DROPPED_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
@@ -57,7 +74,7 @@ export function fanOut(
 export function startFanOut(
   items: Iterable<Item> | AsyncIterable<Item>,
   options: JobOptions,
-  runtime: Runtime = {},
+  runtime: EngineRuntime = {},
 ): FanOutRun {
   const clock: Clock = runtime.clock ?? systemClock;
   const { concurrency } = options;
@@ -68,10 +85,15 @@ export function startFanOut(
 
   const job = new AbortController();
   const jobSignal = job.signal;
-  const hosts = createHostScheduler(
-    { perHost: options.perHost, perHostRate: options.perHostRate, adaptive: options.adaptive },
-    clock,
-  );
+  const hostOptions: HostSchedulerOptions = {
+    perHost: options.perHost,
+    perHostRate: options.perHostRate,
+    adaptive: options.adaptive,
+  };
+  if (deadline !== undefined) hostOptions.deadline = deadline;
+  if (runtime.hostShare !== undefined) hostOptions.share = runtime.hostShare;
+  const hosts = createHostScheduler(hostOptions, clock);
+  const maxParked = concurrency * PARKED_PER_SLOT;
   const guardOptions: DestinationGuardOptions = { connectTimeoutMs: options.timeouts.connectMs };
   if (runtime.allow !== undefined) guardOptions.allow = runtime.allow;
   if (runtime.allowedPorts !== undefined) guardOptions.allowedPorts = runtime.allowedPorts;
@@ -98,6 +120,7 @@ export function startFanOut(
 
   // Intake and the outcome queue.
   let admitted = 0;
+  let parked = 0;
   const queue: Outcome[] = [];
   let queueHead = 0;
   let consumerWake: (() => void) | null = null;
@@ -205,6 +228,12 @@ export function startFanOut(
     return outcome;
   };
 
+  /** The item waits without holding its intake slot: intake may admit another (see PARKED_PER_SLOT). */
+  const park = (): void => {
+    parked++;
+    wakeProducer();
+  };
+
   /** Waits for a request slot; resolves false when the job stopped first (no slot was taken). */
   const waitForSlot = (): Promise<boolean> => new Promise<boolean>((resolve) => slotWaiters.push(resolve));
   const releaseSlot = (): void => {
@@ -254,10 +283,14 @@ export function startFanOut(
       const origin = target.origin;
       let permit: HostPermit | null = hosts.tryAcquire(origin);
       if (permit === null) {
+        park();
         try {
           permit = await hosts.acquire(origin, jobSignal);
         } catch {
+          // Stopped, or the origin cools down past the deadline: pending (or ABORTED on a fail-fast).
           return unfinished(item, attempts, clock.now() - startedAt);
+        } finally {
+          parked--;
         }
       }
       if (slotsInUse < concurrency && slotWaiters.length === 0) slotsInUse++;
@@ -266,6 +299,7 @@ export function startFanOut(
         return unfinished(item, attempts, clock.now() - startedAt);
       }
       if (log !== undefined) log.debug(`fetch ${item.id} ${target.host}`, { attempt: attempts, url });
+      permit.sending();
       const sentAt = performance.now();
       const result = await client.fetchOnce({ url: target, method, headers, body });
       releaseSlot();
@@ -350,10 +384,13 @@ export function startFanOut(
           ms: clock.now() - startedAt,
         };
       }
+      park();
       try {
         await clock.sleep(decision.delayMs, jobSignal);
       } catch {
         return unfinished(item, attempts, clock.now() - startedAt);
+      } finally {
+        parked--;
       }
     }
   };
@@ -445,7 +482,11 @@ export function startFanOut(
       });
     try {
       while (stopReason === null) {
-        if (admitted >= maxAdmitted || queued() >= maxAdmitted) {
+        if (
+          admitted - parked >= maxAdmitted ||
+          admitted >= maxAdmitted + maxParked ||
+          queued() >= maxAdmitted
+        ) {
           await waitForRoom();
           continue;
         }
@@ -504,6 +545,7 @@ export function startFanOut(
       signal?.removeEventListener('abort', onSignalAbort);
       if (deadlineTimer !== null) clearTimeout(deadlineTimer);
       http.close();
+      hosts.close();
       const closing = stopReason === null ? agent.close() : agent.destroy();
       await closing.catch(() => undefined);
       // Sockets finish closing in the loop's close phase: let it pass so nothing outlives the run.

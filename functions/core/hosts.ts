@@ -1,17 +1,36 @@
-// The per-origin scheduler: a concurrency bound per origin and the per-origin figures of the manifest.
+// The per-origin scheduler: politeness per origin (adaptive limit, rate cap, Retry-After cooldown) and its manifest figures.
 //
-// Each attempt takes a permit for its origin and gives it back with a report of how it went. The report
-// carries everything a politeness policy needs (status, throttled, Retry-After, latency), so adaptive
-// limits, rate caps and host-wide cooldowns can live here later without the engine changing.
+// Each attempt takes a permit for its origin, says when the request actually goes out (`sending()`: the
+// rate cap counts sends, not grants, so a wait for a global slot can never bunch requests up), and
+// gives the permit back with a report of how it went. Every origin's state is its own: one origin's
+// trouble never slows another.
+//
+// Adaptive limit (why not plain AIMD): an origin that refuses the 11th concurrent request is a cliff,
+// not a slope. Halving on every refusal and creeping back +1 per round trip keeps stepping off the
+// cliff (about one 429 per 20 requests at a knee of 10) and runs at ~75% of the knee. So the limit
+// remembers the knee, the concurrency the origin last refused minus one (TCP's ssthresh with a better
+// estimate): below it, it grows +1 per answer (doubling per round trip, also how a fresh origin starts,
+// from INITIAL_LIMIT rather than with a burst of perHost that a small origin would refuse); at it, it
+// probes +1 only once per PROBE_ROUNDS round trips. A refusal cuts the limit multiplicatively, once per
+// round trip (answers to requests sent before the cut do not cut again), and lowers the knee.
 import type { Clock } from './clock.ts';
+import { MAX_RETRY_AFTER_MS } from './defaults.ts';
 import type { HostStats } from './types.ts';
 
 export interface HostSchedulerOptions {
   perHost: number;
-  /** Requests per second per origin; null = no cap (the cap is not enforced yet). */
+  /** Requests per second per origin; null = no cap. */
   perHostRate: number | null;
-  /** Cut the limit on 429/503, grow it back on success (not enforced yet: the limit stays perHost). */
+  /** Cut the limit on 429/503, grow it back on success (within 1..perHost); false keeps it at perHost. */
   adaptive: boolean;
+  /** The job's absolute deadline (clock ms): a cooldown reaching it turns the origin's waiters away. */
+  deadline?: number;
+  /**
+   * This run's share of every origin's budget: perHost and perHostRate are divided by it. For runs that
+   * hit the same origins at once (Distributed Map batches): K batches each given share K keep the
+   * origin's total within the job's bounds. Default 1.
+   */
+  share?: number;
 }
 
 export interface AttemptReport {
@@ -26,21 +45,44 @@ export interface AttemptReport {
 }
 
 export interface HostPermit {
+  /** The request goes out now: the rate cap counts from here. Idempotent. */
+  sending(): void;
   /** Gives the permit back; idempotent. */
   release(report: AttemptReport): void;
 }
 
 export interface HostScheduler {
-  /** Waits for a permit for `origin`; rejects with the signal's reason if it aborts first. */
+  /**
+   * Waits for a permit for `origin`. Rejects with the signal's reason if it aborts first, and with a
+   * HostCooldownError when the origin is cooling down past the deadline (the item is left pending).
+   */
   acquire(origin: string, signal?: AbortSignal): Promise<HostPermit>;
   /** A permit at once, or null when the origin is at its limit (the engine's fast path: no promise). */
   tryAcquire(origin: string): HostPermit | null;
   stats(): Record<string, HostStats>;
+  /** Cancels the scheduler's timers; waiters are the caller's to abort (by their signal). Idempotent. */
+  close(): void;
+}
+
+/** The origin asked for a pause that ends at or after the job's deadline: waiting would be pointless. */
+export class HostCooldownError extends Error {
+  readonly untilMs: number;
+  constructor(origin: string, untilMs: number) {
+    super(`${origin} is cooling down (Retry-After) past the job's deadline`);
+    this.name = 'HostCooldownError';
+    this.untilMs = untilMs;
+  }
 }
 
 /** Latencies kept per origin for p50/p95: a ring, so memory is fixed however many requests an origin gets. */
 const LATENCY_SAMPLES = 1024;
 const MAX_REPORTED_ORIGINS = 100;
+/** A fresh origin's first window (TCP's initial window); it doubles per round trip up to perHost. */
+const INITIAL_LIMIT = 4;
+/** The multiplicative cut on a refusal. */
+const CUT_FACTOR = 0.5;
+/** At the knee, one +1 probe per this many round trips: the probe is the refusal we pay to find more room. */
+const PROBE_ROUNDS = 16;
 
 interface Waiter {
   resolve(permit: HostPermit): void;
@@ -50,8 +92,22 @@ interface Waiter {
 }
 
 interface HostState {
+  origin: string;
   active: number;
   limit: number;
+  /** The concurrency believed safe: fast growth below it, slow probes at it. */
+  knee: number;
+  /** Answers counted toward the next probe. */
+  credit: number;
+  /** Permits granted so far; `cutSeq` is the count at the last cut (later grants saw the cut limit). */
+  seq: number;
+  cutSeq: number;
+  /** Clock ms until which the origin asked us to pause (Retry-After); 0 = none. */
+  cooldownUntil: number;
+  /** Rate cap: the earliest clock ms of the next send, and permits granted but not yet sent (0 or 1). */
+  nextSendAt: number;
+  unsent: number;
+  timerArmed: boolean;
   waiters: Waiter[];
   requests: number;
   succeeded: number;
@@ -61,15 +117,33 @@ interface HostState {
   samples: number;
 }
 
-export function createHostScheduler(options: HostSchedulerOptions, _clock?: Clock): HostScheduler {
+const noop = (): void => undefined;
+
+export function createHostScheduler(options: HostSchedulerOptions, clock: Clock): HostScheduler {
+  const share = options.share ?? 1;
+  if (!(share >= 1) || !Number.isFinite(share)) throw new RangeError(`share: must be >= 1, got ${share}`);
+  const maxLimit = Math.max(1, Math.floor(options.perHost / share));
+  const intervalMs = options.perHostRate === null ? 0 : (1000 * share) / options.perHostRate;
+  const rated = intervalMs > 0;
+  const { adaptive, deadline } = options;
   const hosts = new Map<string, HostState>();
+  const timers = new AbortController();
 
   const stateOf = (origin: string): HostState => {
     let state = hosts.get(origin);
     if (state === undefined) {
       state = {
+        origin,
         active: 0,
-        limit: options.perHost,
+        limit: adaptive ? Math.min(maxLimit, INITIAL_LIMIT) : maxLimit,
+        knee: maxLimit,
+        credit: 0,
+        seq: 0,
+        cutSeq: 0,
+        cooldownUntil: 0,
+        nextSendAt: 0,
+        unsent: 0,
+        timerArmed: false,
         waiters: [],
         requests: 0,
         succeeded: 0,
@@ -83,27 +157,130 @@ export function createHostScheduler(options: HostSchedulerOptions, _clock?: Cloc
     return state;
   };
 
+  /** Wakes the origin's waiters at `ms` from now; one timer per origin (a later target re-arms on firing). */
+  const arm = (state: HostState, ms: number): void => {
+    if (state.timerArmed || timers.signal.aborted) return;
+    state.timerArmed = true;
+    void clock
+      .sleep(ms, timers.signal)
+      .then(() => {
+        state.timerArmed = false;
+        wake(state);
+      })
+      .catch(() => {
+        state.timerArmed = false;
+      });
+  };
+
+  /** The slow checks (cooldown, rate), only for origins that have one; arms the timer when time will tell. */
+  const gateOpen = (state: HostState): boolean => {
+    if (state.cooldownUntil !== 0) {
+      const now = clock.now();
+      if (now < state.cooldownUntil) {
+        arm(state, state.cooldownUntil - now);
+        return false;
+      }
+      state.cooldownUntil = 0;
+    }
+    if (rated) {
+      if (state.unsent > 0) return false;
+      const now = clock.now();
+      if (now < state.nextSendAt) {
+        arm(state, state.nextSendAt - now);
+        return false;
+      }
+    }
+    return true;
+  };
+
+  const canGrant = (state: HostState): boolean =>
+    state.active < state.limit && ((!rated && state.cooldownUntil === 0) || gateOpen(state));
+
   const grant = (state: HostState): HostPermit => {
     state.active++;
     state.requests++;
+    const seq = ++state.seq;
+    const activeAtGrant = state.active;
+    let sent = !rated;
+    if (rated) state.unsent++;
     let released = false;
+    const markSent = (): void => {
+      if (sent) return;
+      sent = true;
+      state.unsent--;
+      // GCRA without tolerance: sends are spaced by the interval, so any window T holds at most R*T + 1.
+      state.nextSendAt = Math.max(state.nextSendAt, clock.now()) + intervalMs;
+    };
     return {
+      sending: rated
+        ? () => {
+            markSent();
+            wake(state);
+          }
+        : noop,
       release(report) {
         if (released) return;
         released = true;
+        if (!sent) {
+          // Never sent (the job stopped first): it used no slot of the rate.
+          sent = true;
+          state.unsent--;
+        }
         state.active--;
         if (report.ok) state.succeeded++;
         else state.failed++;
         if (report.throttled) state.throttled++;
         state.latencies[state.samples % LATENCY_SAMPLES] = report.latencyMs;
         state.samples++;
+        if (adaptive) adapt(state, report, seq, activeAtGrant);
+        if (report.throttled && report.retryAfterMs !== undefined && report.retryAfterMs > 0) {
+          coolDown(state, report.retryAfterMs);
+        }
         wake(state);
       },
     };
   };
 
+  const adapt = (state: HostState, report: AttemptReport, seq: number, activeAtGrant: number): void => {
+    if (report.throttled) {
+      // It refused the activeAtGrant-th concurrent request: one fewer is the best guess of its knee.
+      state.knee = Math.max(1, Math.min(state.knee, activeAtGrant - 1));
+      if (seq > state.cutSeq) {
+        state.limit = Math.max(1, Math.floor(state.limit * CUT_FACTOR));
+        state.cutSeq = state.seq;
+        state.credit = 0;
+      }
+      return;
+    }
+    // No answer at all (connection, timeout) says nothing about how much the origin will take.
+    if (report.status === undefined) return;
+    if (state.limit < state.knee) {
+      state.limit++;
+      return;
+    }
+    if (state.limit >= maxLimit) return;
+    if (++state.credit >= state.limit * PROBE_ROUNDS) {
+      state.credit = 0;
+      state.limit++;
+      state.knee = state.limit;
+    }
+  };
+
+  const coolDown = (state: HostState, retryAfterMs: number): void => {
+    const until = clock.now() + Math.min(retryAfterMs, MAX_RETRY_AFTER_MS);
+    if (until <= state.cooldownUntil) return;
+    state.cooldownUntil = until;
+    if (deadline !== undefined && until >= deadline) {
+      // Sleeping past the deadline inside Lambda buys nothing: the waiters go back as pending now.
+      for (const waiter of state.waiters.splice(0)) {
+        if (waiter.onAbort) waiter.signal?.removeEventListener('abort', waiter.onAbort);
+        waiter.reject(new HostCooldownError(state.origin, until));
+      }
+    }
+  };
+
   const wake = (state: HostState): void => {
-    while (state.active < state.limit && state.waiters.length > 0) {
+    while (state.waiters.length > 0 && canGrant(state)) {
       const waiter = state.waiters.shift() as Waiter;
       if (waiter.onAbort) waiter.signal?.removeEventListener('abort', waiter.onAbort);
       waiter.resolve(grant(state));
@@ -113,12 +290,15 @@ export function createHostScheduler(options: HostSchedulerOptions, _clock?: Cloc
   return {
     tryAcquire(origin) {
       const state = stateOf(origin);
-      return state.active < state.limit && state.waiters.length === 0 ? grant(state) : null;
+      return state.waiters.length === 0 && canGrant(state) ? grant(state) : null;
     },
     acquire(origin, signal) {
       const state = stateOf(origin);
       if (signal?.aborted) return Promise.reject(signal.reason);
-      if (state.active < state.limit && state.waiters.length === 0) return Promise.resolve(grant(state));
+      if (deadline !== undefined && state.cooldownUntil >= deadline) {
+        return Promise.reject(new HostCooldownError(origin, state.cooldownUntil));
+      }
+      if (state.waiters.length === 0 && canGrant(state)) return Promise.resolve(grant(state));
       return new Promise<HostPermit>((resolve, reject) => {
         const waiter: Waiter = { resolve, reject, signal, onAbort: undefined };
         if (signal) {
@@ -133,13 +313,14 @@ export function createHostScheduler(options: HostSchedulerOptions, _clock?: Cloc
       });
     },
     stats() {
-      const busiest = [...hosts.entries()]
-        .sort((a, b) => b[1].requests - a[1].requests)
+      const busiest = [...hosts.values()]
+        .filter((state) => state.requests > 0)
+        .sort((a, b) => b.requests - a.requests)
         .slice(0, MAX_REPORTED_ORIGINS);
       const out: Record<string, HostStats> = {};
-      for (const [origin, state] of busiest) {
+      for (const state of busiest) {
         const sorted = state.latencies.slice(0, Math.min(state.samples, LATENCY_SAMPLES)).sort();
-        out[origin] = {
+        out[state.origin] = {
           requests: state.requests,
           succeeded: state.succeeded,
           failed: state.failed,
@@ -150,6 +331,9 @@ export function createHostScheduler(options: HostSchedulerOptions, _clock?: Cloc
         };
       }
       return out;
+    },
+    close() {
+      timers.abort();
     },
   };
 }
