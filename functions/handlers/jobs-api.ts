@@ -42,7 +42,9 @@ export function createApiHandler(deps: HandlerDeps) {
     if ((await claimObject(resolved.store, acceptedKey, accepted)) === 'exists') {
       return repeatReply(resolved, job.jobId, sha256, req.headers.has('idempotency-key'));
     }
-    // Seam for the scale work: an S3 source (or a huge job) will start a Step Functions execution here.
+    // Large jobs run in the runner: with FANOUT_STATE_MACHINE_ARN set, an S3 source (or more than the
+    // runner's mapMinItems) is planned there and started as a Step Functions execution named by the job
+    // id. Planning streams the whole source, which needs the runner's 15 minutes, not the API's 29 s.
     if (job.source !== undefined || job.items.length > resolved.config.syncMaxItems) {
       try {
         await resolved.dispatcher.dispatch({ jobId: job.jobId, accepted: true });

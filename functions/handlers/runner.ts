@@ -1,5 +1,15 @@
-// The runner handler: schedule, direct job, accepted job, continuation; each run to a manifest summary.
+// The runner handler: schedule, direct job, accepted job, continuation, Distributed Map batch and merge.
+import { createHash } from 'node:crypto';
 import type { Context } from 'aws-lambda';
+import {
+  type BatchSummary,
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_MAP_CONCURRENCY,
+  executionInputOf,
+  mergeBatches,
+  planBatches,
+  runBatch,
+} from '../core/batches.ts';
 import {
   FanoutError,
   type JobRuntime,
@@ -26,14 +36,61 @@ export interface RunSummary {
   continuation?: ContinuationOutcome;
 }
 
-export function createRunJobHandler(deps: HandlerDeps) {
+/** A large job handed to the state machine: the execution runs its batches, then merges them. */
+export interface StartedSummary {
+  jobId: string;
+  status: 'accepted';
+  execution: { name: string; executionArn: string };
+  items: number;
+  batches: number;
+}
+
+export type StartExecution = (request: {
+  stateMachineArn: string;
+  name: string;
+  input: string;
+}) => Promise<{ executionArn: string }>;
+
+/** How large jobs are split; the defaults match infra/config.ts largeJobs. */
+export interface ScaleDeps {
+  startExecution?: StartExecution;
+  /** Inline jobs above this many items go to the state machine too (an S3 source always does). */
+  mapMinItems?: number;
+  batchSize?: number;
+  mapConcurrency?: number;
+}
+
+/** Inline jobs of more items than this run as a Distributed Map when a state machine is configured. */
+export const DEFAULT_MAP_MIN_ITEMS = 5_000;
+/** Step Functions execution names: 1..80 characters. */
+const MAX_EXECUTION_NAME = 80;
+
+/** What the runner returns: a run's summary, a batch's, or a large job's execution. */
+export type RunnerReply = RunSummary | BatchSummary | StartedSummary;
+
+type Ran =
+  | { kind: 'manifest'; manifest: Manifest }
+  | { kind: 'batch'; summary: BatchSummary }
+  | { kind: 'started'; summary: StartedSummary };
+
+export function createRunJobHandler(deps: HandlerDeps, scale: ScaleDeps = {}) {
   const shell = deps.shell ?? createShell({ tracing: deps.config.tracing });
   const resolved = resolveDeps(deps);
-  return shell.wrap(async (event: unknown, context: Context, { signal }): Promise<RunSummary> => {
+  const large = resolveScale(deps, scale);
+  return shell.wrap(async (event: unknown, context: Context, { signal }): Promise<RunnerReply> => {
     const request = classifyRunnerEvent(event);
     const figures = emptyRunFigures();
     const runtime = buildRuntime(resolved, shell, context, signal, figures);
-    const manifest = await run(request, runtime, resolved, shell);
+    const ran = await run(request, runtime, resolved, shell, large);
+    if (ran.kind === 'started') {
+      shell.logger.info('large job started as a state machine execution', { ...ran.summary });
+      return ran.summary;
+    }
+    if (ran.kind === 'batch') {
+      shell.logger.info('batch finished', { ...ran.summary });
+      return ran.summary;
+    }
+    const manifest = ran.manifest;
     recordRunMetrics(shell.metrics, manifest, figures);
     const next = request.kind === 'resume' ? request.continuation + 1 : 1;
     const continuation = await continueIfPartial(resolved, shell, manifest, next);
@@ -47,14 +104,15 @@ async function run(
   runtime: JobRuntime,
   deps: ResolvedDeps,
   shell: Shell,
-): Promise<Manifest> {
+  large: LargeJobs,
+): Promise<Ran> {
   switch (request.kind) {
     case 'schedule':
-      return startOnce(request.jobId, request.job, runtime, deps, shell);
+      return startOnce(request.jobId, request.job, runtime, deps, shell, large);
     case 'job': {
       // Parsed here too so every log line of the run carries the job id, even a derived one.
       const { jobId } = parseJob(request.job);
-      return startOnce(jobId, request.job, runtime, deps, shell);
+      return startOnce(jobId, request.job, runtime, deps, shell, large);
     }
     case 'accepted': {
       shell.logger.appendKeys({ jobId: request.jobId });
@@ -63,43 +121,119 @@ async function run(
         jobKey(deps.store, request.jobId, 'accepted.json'),
       );
       if (!accepted) throw new FanoutError('UNKNOWN_JOB', `job ${request.jobId} was never accepted`);
-      return startOnce(request.jobId, accepted.job, runtime, deps, shell);
+      return startOnce(request.jobId, accepted.job, runtime, deps, shell, large);
     }
     case 'resume': {
       shell.logger.appendKeys({ jobId: request.jobId, continuation: request.continuation });
       const existing = await readManifest(deps.store, request.jobId, runtime.signal);
-      if (existing && existing.status !== 'running' && existing.status !== 'partial') return existing;
+      if (existing && existing.status !== 'running' && existing.status !== 'partial') return ran(existing);
       // A redelivered continuation whose successor is already asked for must not run beside it.
       const successor = continuationKey(deps, request.jobId, request.continuation + 1);
-      if (existing && (await objectExists(deps.store, successor, runtime.signal))) return existing;
-      return resumeJob(request.jobId, runtime);
+      if (existing && (await objectExists(deps.store, successor, runtime.signal))) return ran(existing);
+      return ran(await resumeJob(request.jobId, runtime));
     }
-    case 'batch':
+    case 'batch': {
+      const { BatchInput } = request.event as { BatchInput?: { jobId?: unknown } };
+      shell.logger.appendKeys({ jobId: String(BatchInput?.jobId ?? '') });
+      // A batch is one piece of a job: a partial batch is the merge's to collect, never continued alone.
+      return { kind: 'batch', summary: await runBatch(request.event, runtime) };
+    }
     case 'merge':
-      // Issue 10 (scale) adds runBatch(event, runtime) and mergeBatches(jobId, runtime) to the core.
-      throw new FanoutError(
-        'NOT_IMPLEMENTED',
-        `Distributed Map ${request.kind} events are not supported yet`,
-      );
+      shell.logger.appendKeys({ jobId: request.jobId });
+      // A partial merged job continues like any other: a resume skips every item the batches finished.
+      return ran(await mergeBatches(request.jobId, runtime));
   }
 }
 
-/** A job that already has a final manifest is returned as it is: a redelivery fetches nothing twice. */
+function ran(manifest: Manifest): Ran {
+  return { kind: 'manifest', manifest };
+}
+
+/**
+ * A job that already has a final manifest is returned as it is: a redelivery fetches nothing twice. A
+ * large job (an S3 source, or many items) goes to the state machine when one is configured.
+ */
 async function startOnce(
   jobId: string,
   job: unknown,
   runtime: JobRuntime,
   deps: ResolvedDeps,
   shell: Shell,
-): Promise<Manifest> {
+  large: LargeJobs,
+): Promise<Ran> {
   shell.logger.appendKeys({ jobId });
   const existing = await readManifest(deps.store, jobId, runtime.signal);
   // 'running' means an earlier attempt died mid-run: run again, and the core resumes it.
   if (existing && existing.status !== 'running') {
     shell.logger.info('job already has a manifest: returned as is', { status: existing.status });
-    return existing;
+    return ran(existing);
   }
-  return runJob(job, runtime);
+  if (large.isLarge(job)) return { kind: 'started', summary: await large.start(job, runtime) };
+  return ran(await runJob(job, runtime));
+}
+
+interface LargeJobs {
+  isLarge(job: unknown): boolean;
+  start(job: unknown, runtime: JobRuntime): Promise<StartedSummary>;
+}
+
+function resolveScale(deps: HandlerDeps, scale: ScaleDeps): LargeJobs {
+  const stateMachineArn = deps.config.stateMachineArn;
+  const minItems = scale.mapMinItems ?? DEFAULT_MAP_MIN_ITEMS;
+  const startExecution = scale.startExecution ?? sfnStartExecution();
+  return {
+    isLarge(job) {
+      if (stateMachineArn === undefined) return false;
+      const parsed = parseJob(job);
+      return parsed.source !== undefined || parsed.items.length > minItems;
+    },
+    async start(job, runtime) {
+      // Planning streams the whole source (dedupe, JSONL for the ItemReader): the runner's 15 minutes, not
+      // the API's 29 seconds. Repeating it for a redelivered event rewrites the same objects.
+      const plan = await planBatches(job, runtime, {
+        batchSize: scale.batchSize ?? DEFAULT_BATCH_SIZE,
+        mapConcurrency: scale.mapConcurrency ?? DEFAULT_MAP_CONCURRENCY,
+      });
+      const name = executionName(plan.jobId);
+      const { executionArn } = await startExecution({
+        stateMachineArn: stateMachineArn ?? '',
+        name,
+        input: JSON.stringify(executionInputOf(plan)),
+      });
+      return {
+        jobId: plan.jobId,
+        status: 'accepted',
+        execution: { name, executionArn },
+        items: plan.items,
+        batches: plan.batches,
+      };
+    },
+  };
+}
+
+/** The job id (names are unique per state machine: starting the same job twice is one execution). */
+export function executionName(jobId: string): string {
+  if (jobId.length <= MAX_EXECUTION_NAME) return jobId;
+  const digest = createHash('sha256').update(jobId).digest('hex').slice(0, 16);
+  return `${jobId.slice(0, MAX_EXECUTION_NAME - 17)}-${digest}`;
+}
+
+/** StartExecution on Step Functions; an execution of that name already there is this job, started before. */
+function sfnStartExecution(): StartExecution {
+  let client: Promise<import('@aws-sdk/client-sfn').SFNClient> | undefined;
+  return async (request) => {
+    const sfn = await import('@aws-sdk/client-sfn');
+    client ??= Promise.resolve(new sfn.SFNClient({}));
+    try {
+      const reply = await (await client).send(new sfn.StartExecutionCommand(request));
+      return { executionArn: reply.executionArn ?? '' };
+    } catch (error) {
+      if ((error as { name?: string }).name !== 'ExecutionAlreadyExists') throw error;
+      // arn:aws:states:<region>:<account>:stateMachine:<name> -> ...:execution:<name>:<execution>
+      const executionArn = `${request.stateMachineArn.replace(':stateMachine:', ':execution:')}:${request.name}`;
+      return { executionArn };
+    }
+  };
 }
 
 function summarize(
