@@ -9,6 +9,8 @@ export const PROGRESS_MODES: readonly ProgressMode[] = ['auto', 'bar', 'json', '
 export const DEFAULT_LINE_INTERVAL_MS = 3_000;
 /** The rate shown is over this trailing window, so it follows the run rather than its average. */
 const RATE_WINDOW_MS = 5_000;
+const MAX_BAR_WIDTH = 30;
+const MIN_BAR_WIDTH = 10;
 
 export interface ProgressReporter {
   /** runtime.onProgress: keeps the latest snapshot only; drawing happens on a timer. */
@@ -28,6 +30,8 @@ export interface ProgressOptions {
   label?: string;
   /** For json/text lines; FANOUT_PROGRESS_INTERVAL_MS overrides it (tests make it short). */
   intervalMs?: number;
+  /** Shown while the engine's own total is still unknown (inline items are counted before the run). */
+  expectedTotal?: number;
 }
 
 /** The figures every view shows, derived once from a snapshot. */
@@ -45,6 +49,17 @@ export interface ProgressLine {
 }
 
 export function createProgressReporter(options: ProgressOptions): ProgressReporter {
+  const reporter = createReporter(options);
+  const expected = options.expectedTotal;
+  if (expected === undefined) return reporter;
+  return {
+    ...reporter,
+    onProgress: (progress) =>
+      reporter.onProgress(progress.total === null ? { ...progress, total: expected } : progress),
+  };
+}
+
+function createReporter(options: ProgressOptions): ProgressReporter {
   const stream = options.stream ?? process.stderr;
   const mode = options.mode === 'auto' ? (stream.isTTY ? 'bar' : 'json') : options.mode;
   if (mode === 'none') return silentReporter(stream);
@@ -73,8 +88,9 @@ function createRateMeter(): (progress: Progress) => number {
   };
 }
 
+/** Items with a final outcome; pending ones are shown apart (a rerun finishes them). */
 function doneOf(progress: Progress): number {
-  return progress.succeeded + progress.failed + progress.pending;
+  return progress.succeeded + progress.failed;
 }
 
 export function toProgressLine(progress: Progress, ratePerSec: number): ProgressLine {
@@ -121,7 +137,7 @@ function lineReporter(
     if (mode === 'json') {
       stream.write(`${JSON.stringify({ type: 'progress', ...(label ? { label } : {}), ...line })}\n`);
     } else {
-      stream.write(`  ${label ? `${label}: ` : ''}${describe(line, plainStyle)}\n`);
+      stream.write(`${label ? `${label} ` : ''}${describe(line, plainStyle)}\n`);
     }
   };
   const timer = setInterval(write, intervalMs);
@@ -156,20 +172,26 @@ const ansiStyle: Style = {
   dim: (t) => `\x1b[2m${t}\x1b[22m`,
 };
 
-/** "120/200 | 20 in flight | 9 retries | 1 failed | 1 throttled | 81.2/s | 2.4s" */
-export function describe(line: ProgressLine, style: Style): string {
+/**
+ * "120/200 · 20 in flight · 9 retries · 1 failed · 1 throttled · 81.2/s · 2.4 s". `compact` (narrow
+ * terminals) leaves out the counters that are still zero, and then the elapsed time.
+ */
+export function describe(line: ProgressLine, style: Style, compact: 0 | 1 | 2 = 0): string {
   const width = String(line.total ?? line.done).length;
   const count = `${String(line.done).padStart(width)}/${line.total ?? '?'}`;
+  const counter = (value: number, text: string, color: (text: string) => string): string[] =>
+    compact > 0 && value === 0 ? [] : [tint(value, text, color, style)];
   const parts = [
     count,
-    `${String(line.inFlight).padStart(3)} in flight`,
-    tint(line.retries, `${line.retries} ${line.retries === 1 ? 'retry' : 'retries'}`, style.warn, style),
-    tint(line.failed, `${line.failed} failed`, style.bad, style),
-    tint(line.throttled, `${line.throttled} throttled`, style.warn, style),
-    `${line.ratePerSec.toFixed(1).padStart(6)}/s`,
-    formatDuration(line.elapsedMs),
+    ...counter(line.inFlight, `${line.inFlight} in flight`, (text) => text),
+    ...counter(line.retries, `${line.retries} ${line.retries === 1 ? 'retry' : 'retries'}`, style.warn),
+    ...counter(line.failed, `${line.failed} failed`, style.bad),
+    ...counter(line.throttled, `${line.throttled} throttled`, style.warn),
+    ...(line.pending > 0 ? [style.warn(`${line.pending} pending`)] : []),
+    `${line.ratePerSec.toFixed(1)}/s`,
+    ...(compact < 2 ? [formatDuration(line.elapsedMs)] : []),
   ];
-  return parts.join(style.dim(' | '));
+  return parts.join(style.dim(' · '));
 }
 
 function tint(count: number, text: string, color: (text: string) => string, style: Style): string {
@@ -196,16 +218,25 @@ function barReporter(stream: NodeJS.WriteStream, label: string | undefined): Pro
     stream,
     fps: 10,
     hideCursor: true,
-    barsize: 28,
-    format: (options, params) => {
-      const size = options.barsize ?? 28;
-      const known = line?.total !== null && line?.total !== undefined;
+    format: (_options, params) => {
+      const prefix = label ? `${label} ` : '';
+      if (!line) return `${prefix}starting`;
+      const current = line;
+      // The bar takes what the terminal has left; narrow terminals get fewer words before losing the bar.
+      const fit = ([0, 1, 2] as const)
+        .map((compact) => {
+          const figures = describe(current, style, compact);
+          return { figures, room: params.maxWidth - visibleLength(prefix) - visibleLength(figures) - 2 };
+        })
+        .find((candidate) => candidate.room >= MIN_BAR_WIDTH);
+      if (!fit) return `${prefix}${describe(current, style, 2)}`;
+      const size = Math.min(MAX_BAR_WIDTH, fit.room);
+      const known = current.total !== null;
       const filled = known ? Math.round(params.progress * size) : 0;
       const barText = known
         ? style.good('█'.repeat(filled)) + style.dim('░'.repeat(size - filled))
         : style.dim('·'.repeat(size));
-      const figures = line ? describe(line, style) : 'starting';
-      return `${label ? `${label} ` : ''}${barText} ${figures}`;
+      return `${prefix}${barText} ${fit.figures}`;
     },
   });
   let started = false;
@@ -241,4 +272,11 @@ function barReporter(stream: NodeJS.WriteStream, label: string | undefined): Pro
     },
     last: () => latest,
   };
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: stripping ANSI color codes is the point.
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+function visibleLength(text: string): number {
+  return text.replace(ANSI, '').length;
 }

@@ -77,26 +77,31 @@ export async function runJobFile(jobPath: string, flags: RunFlags): Promise<numb
   const input = await readJsonInput(jobPath);
   const { parseJob } = await import('../core/index.ts');
   let job: unknown;
+  let expectedTotal: number | undefined;
   try {
     job = withOverrides(input.value, flags, parseJob);
     // Validate before S3 or the pool start: a bad job costs nothing and says where it is wrong.
-    parseJob(job);
+    const parsed = parseJob(job);
+    if (parsed.source === undefined) expectedTotal = parsed.items.length;
   } catch (error) {
     throw new CliError(oneLine(error, input.source));
   }
   const shards = flags.shards;
   let location = '';
-  const manifest = await withRunSession(flags, async (session) => {
-    location = session.opened.location;
-    try {
-      if (shards !== undefined && shards > 1) return await runShards(job, shards, session.runtime);
-      const { runJob } = await import('../core/index.ts');
-      return await runJob(job, session.runtime);
-    } catch (error) {
-      if (error instanceof CliError) throw error;
-      throw new CliError(oneLine(error, input.source));
-    }
-  });
+  const manifest = await withRunSession(
+    { ...flags, ...(expectedTotal === undefined ? {} : { expectedTotal }) },
+    async (session) => {
+      location = session.opened.location;
+      try {
+        if (shards !== undefined && shards > 1) return await runShards(job, shards, session.runtime);
+        const { runJob } = await import('../core/index.ts');
+        return await runJob(job, session.runtime);
+      } catch (error) {
+        if (error instanceof CliError) throw error;
+        throw new CliError(oneLine(error, input.source));
+      }
+    },
+  );
   return reportManifest(manifest, location);
 }
 

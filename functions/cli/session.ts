@@ -19,6 +19,8 @@ export interface SessionFlags extends StoreFlags {
   deadline?: number;
   progress?: ProgressMode;
   verbose?: boolean;
+  /** Items known before the run (inline jobs), shown until the engine reports its own total. */
+  expectedTotal?: number;
 }
 
 export interface RunSession {
@@ -39,7 +41,10 @@ export async function withRunSession<T>(
   flags: SessionFlags,
   work: (session: RunSession) => Promise<T>,
 ): Promise<T> {
-  const reporter = createProgressReporter({ mode: flags.progress ?? 'auto' });
+  const reporter = createProgressReporter({
+    mode: flags.progress ?? 'auto',
+    ...(flags.expectedTotal === undefined ? {} : { expectedTotal: flags.expectedTotal }),
+  });
   const say = (line: string): void => reporter.log(`fanout: ${line}`);
   const opened = await openStore(flags, process.env, say);
   const controller = new AbortController();

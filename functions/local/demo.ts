@@ -66,10 +66,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   say();
   say(style.bold(`fanout demo: ${DEMO_ITEMS} calls to a product API that answers in ~200 ms`));
   say();
-  say(`  ${style.dim('upstream')}   ${upstream.origin}  local, ~200 ms a call, 8 flaky products, 1 broken`);
-  say(
-    `  ${style.dim('S3')}         ${s3.endpoint}  embedded, bucket "${EMBEDDED_BUCKET}", files in ${s3Dir}/`,
-  );
+  say(`  ${style.dim('upstream')}   ${upstream.origin}  ~200 ms a call, 8 flaky, 1 broken`);
+  say(`  ${style.dim('S3')}         ${s3.endpoint}  embedded, files in ${s3Dir}/`);
   say(`  ${style.dim('policy')}     allow 127.0.0.1 only (the demo's own upstream)`);
   say();
 
@@ -83,7 +81,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     items,
     options: { concurrency: 1, perHost: 1 },
   };
-  const sequentialBar = createProgressReporter({ mode: options.progress, stream: out, label: '    ' });
+  const sequentialBar = createProgressReporter({
+    mode: options.progress,
+    stream: out,
+    label: ' ',
+    expectedTotal: DEMO_ITEMS,
+  });
   const sequentialStart = performance.now();
   let sequential: Manifest;
   try {
@@ -113,7 +116,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     items,
     options: { concurrency: DEMO_CONCURRENCY, perHost: DEMO_CONCURRENCY },
   };
-  const fannedBar = createProgressReporter({ mode: options.progress, stream: out, label: '    ' });
+  const fannedBar = createProgressReporter({
+    mode: options.progress,
+    stream: out,
+    label: ' ',
+    expectedTotal: DEMO_ITEMS,
+  });
   const fannedStart = performance.now();
   let fanned: Manifest;
   try {
@@ -136,7 +144,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   const label = (text: string): string => style.dim(text.padEnd(12));
   say(style.bold('Report'));
   say(
-    `  ${label('sequential')}${formatDuration(extrapolatedMs).padStart(8)}  ` +
+    `  ${label('sequential')}${formatDuration(extrapolatedMs)}  ` +
       (cutShort
         ? style.warn('extrapolated') +
           style.dim(
@@ -144,10 +152,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
           )
         : style.dim('measured')),
   );
-  say(
-    `  ${label('fanned out')}${formatDuration(fannedWallMs).padStart(8)}  ${style.dim('measured, wall time')}`,
-  );
-  say(`  ${label('speedup')}${style.bold(style.good(`${speedup.toFixed(1)}x`.padStart(8)))}`);
+  say(`  ${label('fanned out')}${formatDuration(fannedWallMs)}  ${style.dim('measured, wall time')}`);
+  say(`  ${label('speedup')}${style.bold(style.good(`${speedup.toFixed(1)}x`))}`);
   say(
     `  ${label('items')}${fanned.counts.succeeded} succeeded, ${fanned.counts.failed} failed, ` +
       `${fanned.counts.pending} pending (of ${fanned.counts.total})`,
@@ -156,7 +162,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   say(`  ${label('failures')}${errors.length === 0 ? 'none' : describeFailures(errors)}`);
   for (const line of errors.slice(0, 3)) {
     say(
-      `  ${label('')}${style.dim(`${line.url} -> ${line.error.code}${line.error.status ? ` ${line.error.status}` : ''} after ${line.attempts} attempts`)}`,
+      `  ${label('')}${style.dim(`${new URL(line.url).pathname}: ${line.error.code}${line.error.status ? ` ${line.error.status}` : ''} after ${line.attempts} attempts`)}`,
     );
   }
   say(
@@ -166,10 +172,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   );
   say();
   const where = `s3://${EMBEDDED_BUCKET}/jobs/${fanned.jobId}/`;
-  say(style.bold('Where the results are') + style.dim(`  (${s3Dir}/ holds the embedded bucket)`));
-  say(`  ${label('manifest')}${where}manifest.json`);
-  for (const key of fanned.results) say(`  ${label('results')}s3://${EMBEDDED_BUCKET}/${key}`);
-  for (const key of fanned.errors) say(`  ${label('errors')}s3://${EMBEDDED_BUCKET}/${key}`);
+  say(`${style.bold('Where the results are')}  ${where}`);
+  const relative = (key: string): string =>
+    key.slice(key.indexOf(`${fanned.jobId}/`) + fanned.jobId.length + 1);
+  say(`  ${'manifest.json'.padEnd(28)}${style.dim('the commit record: lists every part below')}`);
+  for (const key of fanned.results)
+    say(`  ${relative(key).padEnd(28)}${style.dim('succeeded items, one JSON line each')}`);
+  for (const key of fanned.errors)
+    say(`  ${relative(key).padEnd(28)}${style.dim('failed items, with their error code')}`);
+  say(style.dim(`  (the embedded bucket lives in ${s3Dir}/)`));
   say();
   say(`  Read them:  ${style.bold(`npx fanout show ${fanned.jobId}`)}`);
   say(`  Your job:   ${style.dim('npx fanout run job.json   (npx fanout --help for more)')}`);
