@@ -1,5 +1,6 @@
 // The runner handler: schedule, direct job, accepted job, continuation, Distributed Map batch and merge.
 import { createHash } from 'node:crypto';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
 import {
   type BatchSummary,
@@ -83,10 +84,15 @@ export function createRunJobHandler(deps: HandlerDeps, scale: ScaleDeps = {}) {
     const runtime = buildRuntime(resolved, shell, context, signal, figures);
     const ran = await run(request, runtime, resolved, shell, large);
     if (ran.kind === 'started') {
+      shell.metrics.addMetric('LargeJobsStarted', MetricUnit.Count, 1);
       shell.logger.info('large job started as a state machine execution', { ...ran.summary });
       return ran.summary;
     }
     if (ran.kind === 'batch') {
+      const { counts } = ran.summary;
+      shell.metrics.addMetric('BatchItemsSucceeded', MetricUnit.Count, counts.succeeded);
+      shell.metrics.addMetric('BatchItemsFailed', MetricUnit.Count, counts.failed);
+      shell.metrics.addMetric('BatchItemsPending', MetricUnit.Count, counts.pending);
       shell.logger.info('batch finished', { ...ran.summary });
       return ran.summary;
     }
