@@ -48,10 +48,12 @@ async function serve(flags: ServeFlags): Promise<void> {
         invokeHandler(handlers.api, event, { remainingMs: API_REMAINING_MS, functionName: 'fanout-api' }),
       log: say,
     });
-    say(`serving the jobs API on ${api.url} (a local stand-in for API Gateway; Ctrl-C stops)`);
-    say(`try: curl -s -X POST ${api.url}/jobs -H 'content-type: application/json' -d @job.json`);
     // stdout carries the address alone, for scripts: `url=$(fanout serve --port 0 | head -1)`.
     process.stdout.write(`${api.url}\n`);
+    say(`serving the jobs API on ${api.url} (a local stand-in for API Gateway; Ctrl-C stops)`);
+    say(`try: curl -s -X POST ${api.url}/jobs -H 'content-type: application/json' -d @job.json`);
+    // From here on the handlers' own output (Powertools logs and metrics) goes to stderr, as with invoke.
+    process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
     await new Promise<void>((resolve) => {
       const stop = (): void => {
         process.off('SIGINT', stop);
