@@ -100,12 +100,10 @@ export class LargeJobs extends Construct {
       // The map's own output (the ResultWriter's pointer) goes aside: the merge step needs the job id.
       resultPath: '$.mapRun',
       label: 'FanOut',
+      // A batch can run for the runner's full 15 minutes: Express children stop at 5, so Standard it is.
+      mapExecutionType: sfn.StateMachineType.STANDARD,
     });
-    // A batch can run for the runner's full 15 minutes: Express children stop at 5, so Standard it is.
-    distributedMap.itemProcessor(processBatch, {
-      mode: sfn.ProcessorMode.DISTRIBUTED,
-      executionType: sfn.ProcessorType.STANDARD,
-    });
+    distributedMap.itemProcessor(processBatch);
     const merge = this.mergeStep('Merge', props.runner);
     const mergeAfterFailure = this.mergeStep('MergeAfterFailure', props.runner);
     distributedMap.addCatch(
