@@ -2,13 +2,12 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import type { JobRuntime } from '../core/index.ts';
 import type { Manifest } from '../core/types.ts';
 import { CliError, oneLine } from './errors.ts';
 import { addStoreOptions, collectList, integerIn, positiveDurationMs } from './flags.ts';
 import { readJsonInput } from './job-input.ts';
 import { PROGRESS_MODES } from './progress.ts';
-import { reportManifest, type SessionFlags, withRunSession } from './session.ts';
+import { type RunSession, reportManifest, type SessionFlags, withRunSession } from './session.ts';
 
 export interface RunFlags extends SessionFlags {
   concurrency?: number;
@@ -93,7 +92,7 @@ export async function runJobFile(jobPath: string, flags: RunFlags): Promise<numb
     async (session) => {
       location = session.opened.location;
       try {
-        if (shards !== undefined && shards > 1) return await runShards(job, shards, session.runtime);
+        if (shards !== undefined && shards > 1) return await runShards(job, shards, session);
         const { runJob } = await import('../core/index.ts');
         return await runJob(job, session.runtime);
       } catch (error) {
@@ -123,18 +122,18 @@ function withOverrides(
   return { ...job, jobId, options };
 }
 
-type RunSharded = (request: { job: unknown; shards: number; runtime: JobRuntime }) => Promise<Manifest>;
-
-/** The shard simulation lives in functions/local/shards.ts (the scale work); until it lands, say so. */
-async function runShards(job: unknown, shards: number, runtime: JobRuntime): Promise<Manifest> {
+/** The shard simulation lives in functions/local/shards.ts (the scale work); without it, say so. */
+async function runShards(job: unknown, shards: number, session: RunSession): Promise<Manifest> {
   if (!existsSync(fileURLToPath(SHARDS_MODULE))) {
-    throw new CliError(
-      '--shards is not available yet: the shard simulation (functions/local/shards.ts) has not landed',
-    );
+    throw new CliError('--shards is not available: functions/local/shards.ts is missing');
   }
-  const module = (await import(SHARDS_MODULE.href)) as { runSharded?: unknown };
-  if (typeof module.runSharded !== 'function') {
-    throw new CliError('--shards is not available yet: functions/local/shards.ts does not export runSharded');
-  }
-  return (module.runSharded as RunSharded)({ job, shards, runtime });
+  const { runSharded } = (await import(SHARDS_MODULE.href)) as typeof import('../local/shards.ts');
+  return runSharded({
+    job,
+    shards,
+    runtime: session.runtime,
+    // The children reach the same S3 (the embedded one included) through the standard variables.
+    env: session.opened.env,
+    onBatch: (done, total) => session.say(`shards: ${done}/${total} batches done`),
+  });
 }

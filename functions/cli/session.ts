@@ -12,6 +12,9 @@ import {
 } from './progress.ts';
 import { type OpenStore, openStore, type StoreFlags } from './store.ts';
 
+/** How long a run may show no progress at all before the CLI says why it might be waiting. */
+const QUIET_START_NOTICE_MS = 2_000;
+
 export interface SessionFlags extends StoreFlags {
   allow?: string[];
   allowPrivate?: boolean;
@@ -54,10 +57,22 @@ export async function withRunSession<T>(
     try {
       using trap = trapInterrupts(controller, say);
       const allow = allowList(flags);
+      // A rerun right after a killed run waits (silently, in the core) for the dead run's claim to lapse.
+      const quiet = setTimeout(
+        () =>
+          say(
+            'waiting to start: a previous run of this job may still hold it (a killed run lets go within ~10 s)',
+          ),
+        QUIET_START_NOTICE_MS,
+      );
+      quiet.unref();
       const runtime: JobRuntime = {
         store: opened.store,
         signal: controller.signal,
-        onProgress: reporter.onProgress,
+        onProgress: (progress) => {
+          clearTimeout(quiet);
+          reporter.onProgress(progress);
+        },
         transformRunner: pool.run,
         log: createStderrLog((line) => reporter.log(line), flags.verbose ?? false),
         ...(allow.length > 0 ? { allow } : {}),
@@ -66,6 +81,7 @@ export async function withRunSession<T>(
       try {
         return await work({ runtime, reporter, opened, say, interrupted: () => trap.interrupted });
       } finally {
+        clearTimeout(quiet);
         reporter.stop();
       }
     } finally {

@@ -184,4 +184,20 @@ describe('fanout run', () => {
     expect(progress.length).toBeGreaterThan(0);
     expect(JSON.parse(progress.at(-1) ?? '{}')).toMatchObject({ done: 1, total: 1, succeeded: 1 });
   });
+
+  it('--shards K runs the Distributed Map simulation and prints the merged manifest', async () => {
+    const urls = Array.from({ length: 20 }, (_, index) => `${upstream.origin}/item/${index}`);
+    const job = jobFile(urls);
+    const result = await run([job.path, '--allow', '127.0.0.1', '--shards', '2']);
+
+    expect(result.code).toBe(0);
+    const manifest = JSON.parse(result.stdout) as Manifest;
+    expect(manifest).toMatchObject({
+      jobId: job.jobId,
+      status: 'complete',
+      counts: { total: 20, succeeded: 20 },
+    });
+    const results = await linesOf(manifest.results);
+    expect(results.map((line) => line.url).sort()).toEqual([...urls].sort());
+  });
 });

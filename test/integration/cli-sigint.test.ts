@@ -64,4 +64,27 @@ describe('fanout run interrupted by SIGINT', () => {
     const ids = [...(await idsIn(complete.results)), ...(await idsIn(complete.errors))];
     expect(ids.sort()).toEqual(items.map((item) => item.id).sort());
   });
+
+  it('leaves nothing that stops an immediate rerun after SIGKILL mid-run: the rerun completes, each item once', async () => {
+    const jobId = `cli-kill-${process.pid}`;
+    const items = Array.from({ length: 30 }, (_, index) => ({
+      id: `kill-${index}`,
+      url: `${upstream.origin}/item/${index}?latency=200`,
+    }));
+    const path = dir.file('kill.json', { jobId, items, options: { concurrency: 2 } });
+    const args = ['run', path, '--bucket', s3.bucket, '--allow', '127.0.0.1', '--progress', 'json'];
+    const env = { ...s3Env(s3.endpoint), FANOUT_PROGRESS_INTERVAL_MS: '50' };
+
+    const first = spawnCli(args, { env });
+    await first.waitForStderr((stderr) => progressLines(stderr).some((line) => Number(line.done) >= 4));
+    first.child.kill('SIGKILL');
+    expect((await first.exited).signal).toBe('SIGKILL');
+
+    const rerun = await runCli(args, { env });
+    expect(rerun.code).toBe(0);
+    const complete = JSON.parse(rerun.stdout) as Manifest;
+    expect(complete).toMatchObject({ status: 'complete', counts: { total: 30, succeeded: 30, pending: 0 } });
+    const ids = [...(await idsIn(complete.results)), ...(await idsIn(complete.errors))];
+    expect(ids.sort()).toEqual(items.map((item) => item.id).sort());
+  });
 });
