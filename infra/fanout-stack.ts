@@ -66,6 +66,9 @@ export class FanoutStack extends Stack {
       FANOUT_RUNNER_FUNCTION: runnerName,
       FANOUT_STATE_MACHINE_ARN: stateMachineArn,
       FANOUT_MAX_CONTINUATIONS: String(config.runner.maxContinuations),
+      // The runner plans batches the way the ItemBatcher cuts them: both read the same config.
+      FANOUT_MAP_BATCH_SIZE: String(config.largeJobs.maxItemsPerBatch),
+      FANOUT_MAP_CONCURRENCY: String(config.largeJobs.maxConcurrency),
       POWERTOOLS_SERVICE_NAME: config.serviceName,
       POWERTOOLS_METRICS_NAMESPACE: config.metricsNamespace,
       POWERTOOLS_LOG_LEVEL: config.logLevel,

@@ -114,3 +114,13 @@ describe('loadFanoutConfig', () => {
     expect(() => loadFanoutConfig(undefined, bad)).toThrow(`fanout config (${bad}) is invalid: not JSON`);
   });
 });
+
+describe('infra/fanout.config.example.json', () => {
+  it('is a valid configuration', () => {
+    const config = loadFanoutConfig(
+      undefined,
+      join(import.meta.dirname, '../../infra/fanout.config.example.json'),
+    );
+    expect(config.schedules.map((schedule) => schedule.name)).toEqual(['nightly-prices', 'weekly-catalog']);
+  });
+});

@@ -164,6 +164,8 @@ describe('functions', () => {
           FANOUT_RUNNER_FUNCTION: `${STACK_NAME}-runner`,
           FANOUT_STATE_MACHINE_ARN: expect.objectContaining({ 'Fn::Join': expect.any(Array) }),
           FANOUT_MAX_CONTINUATIONS: '7',
+          FANOUT_MAP_BATCH_SIZE: '500',
+          FANOUT_MAP_CONCURRENCY: '25',
           POWERTOOLS_SERVICE_NAME: 'fanout',
           POWERTOOLS_METRICS_NAMESPACE: 'Fanout',
           POWERTOOLS_LOG_LEVEL: 'INFO',
