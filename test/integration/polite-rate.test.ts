@@ -101,4 +101,40 @@ describe('rate cap measured at the server', () => {
       expect(((arrivals.length - 1) * 1000) / span).toBeLessThanOrEqual(rate * 1.05);
     }
   });
+
+  it('leaves no timer behind when a rate-capped run stops while an origin waits for its next slot', async () => {
+    const before = process.getActiveResourcesInfo().sort();
+    const urls = Array.from({ length: 4 }, (_, index) => `${upstream.originList[0]}/item/${index}`);
+    // One request per 10 s: the scheduler holds a 10 s timer for the second when the consumer leaves.
+    const run = startFanOut(parseItems(urls).items, parseOptions({ perHostRate: 0.1 }), {
+      allow: ['127.0.0.1'],
+    });
+    for await (const outcome of run.outcomes) {
+      expect(outcome.ok).toBe(true);
+      break;
+    }
+    expect(added(before, await settledResources())).toEqual([]);
+  });
 });
+
+/** Active handles once the loop has quieted (the upstream's side of a closed socket needs a turn or two). */
+async function settledResources(): Promise<string[]> {
+  let previous = process.getActiveResourcesInfo().sort();
+  for (let round = 0; round < 20; round++) {
+    await new Promise<void>((resolve) => setTimeout(resolve, 20));
+    const current = process.getActiveResourcesInfo().sort();
+    if (JSON.stringify(current) === JSON.stringify(previous)) return current;
+    previous = current;
+  }
+  return previous;
+}
+
+function added(before: string[], after: string[]): string[] {
+  const left = [...before];
+  return after.filter((resource) => {
+    const index = left.indexOf(resource);
+    if (index < 0) return true;
+    left.splice(index, 1);
+    return false;
+  });
+}
