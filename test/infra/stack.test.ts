@@ -411,7 +411,7 @@ describe('least privilege', () => {
 
 describe('cdk-nag (AwsSolutions)', () => {
   it('finds nothing unacknowledged, and every acknowledgement carries a reason', () => {
-    const report = JSON.parse(readFileSync(join(synth.outdir, 'validation-report.json'), 'utf8')) as {
+    const report = synth.validationReport as {
       pluginReports: {
         pluginName: string;
         conclusion: string;

@@ -1,5 +1,5 @@
 // Test helper: synthesizes the fanout stack once (with cdk.json's context), optionally with cdk-nag, into a temp dir.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
@@ -26,7 +26,10 @@ export interface Synthesized {
   template: Template;
   /** The raw template JSON. */
   json: CloudFormationTemplate;
+  /** The cloud assembly folder; only kept when bundling (the caller removes it), else already deleted. */
   outdir: string;
+  /** validation-report.json (policy plugins such as cdk-nag), when one was written. */
+  validationReport: unknown;
 }
 
 export interface CloudFormationTemplate {
@@ -66,7 +69,12 @@ export function synthStack(options: SynthOptions = {}): Synthesized {
   if (options.nag) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   const assembly = app.synth();
   const json = assembly.getStackByName(stack.stackName).template as CloudFormationTemplate;
-  return { template: Template.fromJSON(json), json, outdir };
+  const reportFile = join(outdir, 'validation-report.json');
+  const validationReport: unknown = existsSync(reportFile)
+    ? JSON.parse(readFileSync(reportFile, 'utf8'))
+    : null;
+  if (!bundle) rmSync(outdir, { recursive: true, force: true });
+  return { template: Template.fromJSON(json), json, outdir, validationReport };
 }
 
 /** The single resource of a type whose logical id starts with `prefix`. */
