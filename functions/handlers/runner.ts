@@ -183,9 +183,18 @@ interface LargeJobs {
   start(job: unknown, runtime: JobRuntime): Promise<StartedSummary>;
 }
 
+/**
+ * The stack passes largeJobs.* as FANOUT_MAP_BATCH_SIZE and FANOUT_MAP_CONCURRENCY; once config.ts reads
+ * them (and FANOUT_MAP_MIN_ITEMS) into these fields they apply here. Until then: the stack's defaults.
+ */
+type ScaleConfig = Partial<{ mapBatchSize: number; mapConcurrency: number; mapMinItems: number }>;
+
 function resolveScale(deps: HandlerDeps, scale: ScaleDeps): LargeJobs {
-  const stateMachineArn = deps.config.stateMachineArn;
-  const minItems = scale.mapMinItems ?? DEFAULT_MAP_MIN_ITEMS;
+  const config: HandlerDeps['config'] & ScaleConfig = deps.config;
+  const stateMachineArn = config.stateMachineArn;
+  const minItems = scale.mapMinItems ?? config.mapMinItems ?? DEFAULT_MAP_MIN_ITEMS;
+  const batchSize = scale.batchSize ?? config.mapBatchSize ?? DEFAULT_BATCH_SIZE;
+  const mapConcurrency = scale.mapConcurrency ?? config.mapConcurrency ?? DEFAULT_MAP_CONCURRENCY;
   const startExecution = scale.startExecution ?? sfnStartExecution();
   return {
     isLarge(job) {
@@ -196,10 +205,7 @@ function resolveScale(deps: HandlerDeps, scale: ScaleDeps): LargeJobs {
     async start(job, runtime) {
       // Planning streams the whole source (dedupe, JSONL for the ItemReader): the runner's 15 minutes, not
       // the API's 29 seconds. Repeating it for a redelivered event rewrites the same objects.
-      const plan = await planBatches(job, runtime, {
-        batchSize: scale.batchSize ?? DEFAULT_BATCH_SIZE,
-        mapConcurrency: scale.mapConcurrency ?? DEFAULT_MAP_CONCURRENCY,
-      });
+      const plan = await planBatches(job, runtime, { batchSize, mapConcurrency });
       const name = executionName(plan.jobId);
       const { executionArn } = await startExecution({
         stateMachineArn: stateMachineArn ?? '',
