@@ -8,19 +8,19 @@ export const DEMO_LATENCY_MS = 200;
 
 /**
  * How the flaky items fail their first attempt, then answer normally: the faults a fan-out meets every
- * night. Every one of them is retried by the engine, so each item still succeeds.
+ * night. Every one of them is retried by the engine, so each item still succeeds. None is a throttling
+ * answer (429, 503): those would rightly make the adaptive limit back off, which is another demo.
  */
-export const FLAKY_ITEMS: ReadonlyMap<number, 'unavailable' | 'throttled' | 'reset' | 'bad-gateway'> =
-  new Map([
-    [12, 'unavailable'],
-    [31, 'reset'],
-    [58, 'unavailable'],
-    [77, 'bad-gateway'],
-    [104, 'throttled'],
-    [129, 'unavailable'],
-    [151, 'reset'],
-    [176, 'bad-gateway'],
-  ]);
+export const FLAKY_ITEMS: ReadonlyMap<number, 'bad-gateway' | 'gateway-timeout' | 'reset'> = new Map([
+  [12, 'bad-gateway'],
+  [31, 'reset'],
+  [58, 'gateway-timeout'],
+  [77, 'bad-gateway'],
+  [104, 'reset'],
+  [129, 'gateway-timeout'],
+  [151, 'reset'],
+  [176, 'bad-gateway'],
+]);
 /** Answers 500 every time: after its attempts run out it lands in errors/ with HTTP_STATUS. */
 export const BROKEN_ITEM = 137;
 
@@ -78,8 +78,7 @@ export async function startDemoUpstream(options: { latencyMs?: number } = {}): P
         socket.destroy();
         return;
       }
-      if (fault === 'throttled') send(res, 429, { error: 'slow down' }, { 'retry-after': '1' });
-      else send(res, fault === 'bad-gateway' ? 502 : 503, { error: 'try again' });
+      send(res, fault === 'bad-gateway' ? 502 : 504, { error: 'try again' });
       return;
     }
     send(res, 200, {
