@@ -1,7 +1,18 @@
 // The public surface of the core: the only import for handlers, the CLI and library users.
+
+export {
+  type BatchEvent,
+  type BatchSummary,
+  batchIdOf,
+  type ExecutionInput,
+  type MapPlan,
+  mergeBatches,
+  planBatches,
+  runBatch,
+} from './batches.ts';
 export { type Clock, systemClock } from './clock.ts';
 export * as defaults from './defaults.ts';
-export { type FanOutRun, fanOut, startFanOut } from './engine.ts';
+export { type EngineRuntime, type FanOutRun, fanOut, startFanOut } from './engine.ts';
 export {
   ERROR_CODES,
   type ErrorCode,
@@ -18,6 +29,14 @@ export {
   type DestinationGuardOptions,
   parseAllowList,
 } from './guard.ts';
+export {
+  type AttemptReport,
+  createHostScheduler,
+  HostCooldownError,
+  type HostPermit,
+  type HostScheduler,
+  type HostSchedulerOptions,
+} from './hosts.ts';
 export {
   type JobOptions,
   type ParsedJob,
@@ -39,6 +58,7 @@ export {
   type TransformPoolStats,
   transformNames,
 } from './pool.ts';
+export { type RedriveOptions, redriveJob } from './redrive.ts';
 export { type JobRuntime, readManifest, resumeJob, runJob } from './run.ts';
 export {
   DEFAULT_CHECKPOINT_MS,

@@ -134,6 +134,8 @@ export interface Runtime {
   log?: LogSink;
   /** Which ports the default policy opens (80 and 443 unless the deployment says otherwise). */
   allowedPorts?: readonly number[];
+  /** Divide each host's perHost and perHostRate by this (batches of one job sharing a host's budget). */
+  hostShare?: number;
 }
 
 export type ManifestStatus = 'running' | 'complete' | 'partial' | 'failed';
