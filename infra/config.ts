@@ -1,6 +1,6 @@
 // The deployment's typed configuration: read from CDK context `fanout` or infra/fanout.config.json, validated by zod.
 import { existsSync, readFileSync } from 'node:fs';
-import { z } from 'zod';
+import * as z from 'zod';
 import { DEFAULT_PREFIX, MAX_INLINE_ITEMS } from '../functions/core/defaults.ts';
 import { JobValidationError } from '../functions/core/errors.ts';
 import { formatPath, parseJob } from '../functions/core/job.ts';

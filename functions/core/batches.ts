@@ -8,7 +8,7 @@
 //                            manifest.json, results/, errors/, pending.jsonl; a retry resumes it in place
 //   manifest.json            written by the merge: the parts of every batch, counts summed
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { z } from 'zod';
+import * as z from 'zod';
 import { FanoutError } from './errors.ts';
 import { IdSet } from './finished-ids.ts';
 import { type JobOptions, type ParsedJob, parseJob, parseSourceLine, toJobForm } from './job.ts';

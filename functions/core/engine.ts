@@ -11,7 +11,7 @@
 // item waiting like that steps aside (`parked`) so intake goes on and other origins keep their pace;
 // parked items are bounded too (PARKED_PER_SLOT per slot of concurrency).
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Agent } from 'undici';
+import Agent from 'undici/lib/dispatcher/agent.js';
 import { type Clock, systemClock } from './clock.ts';
 import type { ErrorCode, ItemError } from './errors.ts';
 import { createDestinationGuard, type DestinationGuardOptions } from './guard.ts';

@@ -10,8 +10,10 @@ import { promises as dnsPromises } from 'node:dns';
 import { isIP, isIPv4 } from 'node:net';
 import { domainToASCII } from 'node:url';
 import ipaddr from 'ipaddr.js';
-import { buildConnector, errors as undiciErrors } from 'undici';
-import { z } from 'zod';
+import type { buildConnector } from 'undici';
+import connectorFactory from 'undici/lib/core/connect.js';
+import undiciErrors from 'undici/lib/core/errors.js';
+import * as z from 'zod';
 import type { ItemError } from './errors.ts';
 import type { LookupAll } from './types.ts';
 
@@ -326,7 +328,7 @@ export function createDestinationGuard(
   const openPorts = [...allowedPorts].join(' and ');
   const lookup = resolved.lookup ?? systemLookup;
   const connectTimeoutMs = resolved.connectTimeoutMs;
-  const connectChecked = seams.connector ?? buildConnector({ timeout: connectTimeoutMs });
+  const connectChecked = seams.connector ?? connectorFactory({ timeout: connectTimeoutMs });
   // Ranges can open a port only once a name has resolved; without any, a name's port is judged on the URL.
   const hasRanges = allow.private || allow.v4.length > 0 || allow.v6.length > 0;
 

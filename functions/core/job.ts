@@ -1,6 +1,6 @@
 // The job: zod schemas (the one source of truth for API, runner and CLI), URL normalization, ids.
 import { hash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import * as D from './defaults.ts';
 import { type ItemError, type JobIssue, JobValidationError } from './errors.ts';
 import { assertKnownTransform } from './transforms/catalog.ts';

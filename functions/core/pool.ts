@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMarkedAsUntransferable } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
-import { z } from 'zod';
+import * as z from 'zod';
 import { FanoutError } from './errors.ts';
 import type { TransformSpec } from './job.ts';
 import { describeError, TASK_STARTED, type WorkerTask } from './transforms/contract.ts';

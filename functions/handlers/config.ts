@@ -1,5 +1,5 @@
 // The handlers' configuration: environment variables set by the stack, validated once at cold start.
-import { z } from 'zod';
+import * as z from 'zod';
 import { defaults, FanoutError } from '../core/index.ts';
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
