@@ -1,7 +1,6 @@
 // `fanout redrive <jobId>`: re-run a job's failed items (all, or those with the given codes) as a new run.
 import { Command, Option } from 'commander';
-import type { ErrorCode, JobRuntime } from '../core/index.ts';
-import type { Manifest } from '../core/types.ts';
+import type { ErrorCode } from '../core/index.ts';
 import { CliError, oneLine } from './errors.ts';
 import { addStoreOptions, collectList } from './flags.ts';
 import { PROGRESS_MODES } from './progress.ts';
@@ -10,13 +9,6 @@ import { reportManifest, type SessionFlags, withRunSession } from './session.ts'
 interface RedriveFlags extends SessionFlags {
   codes?: string[];
 }
-
-/** The shape the politeness work is expected to export from the core. */
-type RedriveJob = (
-  jobId: string,
-  runtime: JobRuntime,
-  options?: { codes?: readonly ErrorCode[] },
-) => Promise<Manifest>;
 
 export function redriveCommand(): Command {
   const command = new Command('redrive')
@@ -45,26 +37,17 @@ export function redriveCommand(): Command {
 }
 
 async function redrive(jobId: string, flags: RedriveFlags): Promise<number> {
-  const core = (await import('../core/index.ts')) as Record<string, unknown> &
-    typeof import('../core/index.ts');
+  const { ERROR_CODES, redriveJob } = await import('../core/index.ts');
   const codes = flags.codes ?? [];
-  const unknown = codes.filter((code) => !(core.ERROR_CODES as readonly string[]).includes(code));
+  const unknown = codes.filter((code) => !(ERROR_CODES as readonly string[]).includes(code));
   if (unknown.length > 0) {
-    throw new CliError(`--codes: unknown code ${unknown.join(', ')} (known: ${core.ERROR_CODES.join(', ')})`);
-  }
-  const redriveJob = core.redriveJob;
-  if (typeof redriveJob !== 'function') {
-    throw new CliError('redrive is not available yet: the core does not export redriveJob');
+    throw new CliError(`--codes: unknown code ${unknown.join(', ')} (known: ${ERROR_CODES.join(', ')})`);
   }
   let location = '';
   const manifest = await withRunSession(flags, async (session) => {
     location = session.opened.location;
     try {
-      return await (redriveJob as RedriveJob)(
-        jobId,
-        session.runtime,
-        codes.length > 0 ? { codes: codes as ErrorCode[] } : {},
-      );
+      return await redriveJob(jobId, { codes: codes as ErrorCode[] }, session.runtime);
     } catch (error) {
       throw new CliError(oneLine(error, `job ${jobId}`));
     }
