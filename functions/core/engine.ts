@@ -275,7 +275,8 @@ export function startFanOut(
         if (newAttempt) attempts++;
         return failure(blocked);
       }
-      if (newAttempt) {
+      const countsAsAttempt = newAttempt;
+      if (countsAsAttempt) {
         attempts++;
         if (attempts > 1) retries++;
       }
@@ -296,6 +297,17 @@ export function startFanOut(
       if (slotsInUse < concurrency && slotWaiters.length === 0) slotsInUse++;
       else if (!(await waitForSlot())) {
         permit.release({ ok: false, throttled: false, latencyMs: 0 });
+        return unfinished(item, attempts, clock.now() - startedAt);
+      }
+      // The waits above can outlast the deadline (an injected clock moves without firing our timer).
+      if (stopReason !== null || (deadline !== undefined && clock.now() >= deadline)) {
+        if (stopReason === null) stop('deadline');
+        releaseSlot();
+        permit.release({ ok: false, throttled: false, latencyMs: 0 });
+        if (countsAsAttempt) {
+          if (attempts > 1) retries--;
+          attempts--;
+        }
         return unfinished(item, attempts, clock.now() - startedAt);
       }
       if (log !== undefined) log.debug(`fetch ${item.id} ${target.host}`, { attempt: attempts, url });

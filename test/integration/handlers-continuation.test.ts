@@ -4,7 +4,7 @@ import { readManifest } from '../../functions/core/index.ts';
 import { createInProcessDispatcher } from '../../functions/handlers/dispatch.ts';
 import { createRunJobHandler, type RunSummary } from '../../functions/handlers/runner.ts';
 import type { DispatchEvent } from '../../functions/handlers/runner-events.ts';
-import { capturedShell, createFakeContext, hitClock, testConfig } from '../support/lambda.ts';
+import { asRunSummary, capturedShell, createFakeContext, hitClock, testConfig } from '../support/lambda.ts';
 import { startTestS3, type TestS3 } from '../support/s3.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
@@ -33,7 +33,7 @@ it('runs 1,000 items over continuations to a complete manifest with each item ex
   const dispatcher = createInProcessDispatcher(
     async (event) => {
       continuations.push(event);
-      summaries.push(await handler(event, context()));
+      summaries.push(asRunSummary(await handler(event, context())));
     },
     (error) => {
       throw error;
@@ -54,7 +54,7 @@ it('runs 1,000 items over continuations to a complete manifest with each item ex
   }));
   const job = { jobId: 'must-show-1000', items, options: { concurrency: 8, retries: { maxAttempts: 1 } } };
 
-  summaries.push(await handler(job, context()));
+  summaries.push(asRunSummary(await handler(job, context())));
   await dispatcher.drain();
 
   const [first] = summaries;

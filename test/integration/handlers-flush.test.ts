@@ -1,7 +1,13 @@
 // Measures what FANOUT_DEADLINE_MARGIN_MS must cover: deadline to return of a partial run (printed, not asserted).
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createRunJobHandler } from '../../functions/handlers/runner.ts';
-import { capturedShell, createFakeContext, recordingDispatcher, testConfig } from '../support/lambda.ts';
+import {
+  asRunSummary,
+  capturedShell,
+  createFakeContext,
+  recordingDispatcher,
+  testConfig,
+} from '../support/lambda.ts';
 import { startTestS3, type TestS3 } from '../support/s3.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
@@ -33,9 +39,11 @@ it('flushes a partial run after its deadline, accounting for every item (the flu
     (_, index) => `${upstream.url}item/${index}?latency=${index >= ITEMS - 64 ? 60_000 : 5}`,
   );
   const deadline = Date.now() + FETCH_WINDOW_MS;
-  const summary = await handler(
-    { jobId: 'flush-margin', items, options: { concurrency: 64, perHost: 64 } },
-    createFakeContext({ remainingMs: MARGIN_MS + FETCH_WINDOW_MS }),
+  const summary = asRunSummary(
+    await handler(
+      { jobId: 'flush-margin', items, options: { concurrency: 64, perHost: 64 } },
+      createFakeContext({ remainingMs: MARGIN_MS + FETCH_WINDOW_MS }),
+    ),
   );
   const flushMs = Date.now() - deadline;
   expect(summary.status).toBe('partial');

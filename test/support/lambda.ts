@@ -1,4 +1,5 @@
 // Handler test kit: fake contexts on injected clocks, captured Powertools output, events, a recording dispatcher.
+
 import { readFileSync } from 'node:fs';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
@@ -6,6 +7,7 @@ import type { Clock } from '../../functions/core/index.ts';
 import type { HandlerConfig } from '../../functions/handlers/config.ts';
 import type { RunnerDispatcher } from '../../functions/handlers/dispatch.ts';
 import { createShell, type Shell } from '../../functions/handlers/lambda-shell.ts';
+import type { RunnerReply, RunSummary } from '../../functions/handlers/runner.ts';
 import type { DispatchEvent } from '../../functions/handlers/runner-events.ts';
 
 export { createFakeContext, invokeHandler } from '../../functions/local/invoke.ts';
@@ -162,4 +164,12 @@ export function hitClock(hits: () => number, msPerHit: number, start = Date.now(
       });
     },
   };
+}
+
+/** Narrows the runner's reply to a job run's summary; a batch or started reply here is a test failure. */
+export function asRunSummary(reply: RunnerReply): RunSummary {
+  if (!('runs' in reply) || !('counts' in reply)) {
+    throw new Error(`expected a run summary, got ${JSON.stringify(reply).slice(0, 200)}`);
+  }
+  return reply;
 }
