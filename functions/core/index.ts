@@ -5,6 +5,7 @@ export {
   type BatchSummary,
   batchIdOf,
   type ExecutionInput,
+  executionInputOf,
   type MapPlan,
   mergeBatches,
   planBatches,
@@ -18,6 +19,7 @@ export {
   type ErrorCode,
   FanoutError,
   type ItemError,
+  isErrorCode,
   type JobIssue,
   JobValidationError,
 } from './errors.ts';

@@ -1,12 +1,16 @@
 // The jobs API's replies: JSON bodies, the one error shape, and the request checks that precede a job.
 import { createHash } from 'node:crypto';
-import { JobValidationError, type ParsedJob, parseJob } from '../core/index.ts';
+import {
+  type ErrorCode,
+  isErrorCode,
+  type JobIssue,
+  JobValidationError,
+  type ParsedJob,
+  parseJob,
+} from '../core/index.ts';
 import type { HandlerConfig } from './config.ts';
 import { isJobId } from './config.ts';
 import { isRecord } from './runner-events.ts';
-
-/** One located problem of a rejected job (JobIssue, which core/index.ts does not export yet). */
-type JobIssue = JobValidationError['issues'][number];
 
 export type ErrorCodeOfApi =
   | 'UNSUPPORTED_MEDIA_TYPE'
@@ -18,7 +22,8 @@ export type ErrorCodeOfApi =
   | 'TOO_MANY_ITEMS'
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
-  | 'NOT_IMPLEMENTED'
+  | 'INVALID_REDRIVE'
+  | 'JOB_RUNNING'
   | 'INTERNAL';
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
@@ -92,4 +97,47 @@ export async function checkJobRequest(request: Request, config: HandlerConfig): 
 
 function fail(reply: Response): CheckedJob {
   return { ok: false, reply };
+}
+
+export type CheckedRedrive = { ok: true; codes?: ErrorCode[] } | { ok: false; reply: Response };
+
+/** POST /jobs/{id}/redrive takes no body, or `{ "codes": ["HTTP_STATUS", ...] }`. */
+export async function checkRedriveRequest(request: Request): Promise<CheckedRedrive> {
+  const text = (await request.text()).trim();
+  if (text === '') return { ok: true };
+  const contentType = request.headers.get('content-type') ?? '';
+  if (!JSON_TYPE.test(contentType)) {
+    return fail(errorReply(415, 'UNSUPPORTED_MEDIA_TYPE', 'a redrive body is sent as application/json'));
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    return fail(errorReply(400, 'INVALID_JSON', `the body is not valid JSON: ${(error as Error).message}`));
+  }
+  const issues: JobIssue[] = [];
+  if (!isRecord(body))
+    issues.push({ path: '', message: 'must be a JSON object like {"codes":["HTTP_STATUS"]}' });
+  else {
+    for (const key of Object.keys(body))
+      if (key !== 'codes') issues.push({ path: key, message: 'unknown key' });
+    if (body.codes !== undefined) {
+      if (!Array.isArray(body.codes) || body.codes.length === 0) {
+        issues.push({ path: 'codes', message: 'must be a non-empty array of error codes' });
+      } else {
+        body.codes.forEach((code, index) => {
+          if (!isErrorCode(code))
+            issues.push({ path: `codes[${index}]`, message: `unknown error code ${JSON.stringify(code)}` });
+        });
+      }
+    }
+  }
+  if (issues.length > 0) {
+    const message = issues
+      .map((issue) => (issue.path ? `${issue.path}: ${issue.message}` : issue.message))
+      .join('; ');
+    return fail(errorReply(422, 'INVALID_REDRIVE', message, { issues }));
+  }
+  const codes = (body as { codes?: ErrorCode[] }).codes;
+  return codes ? { ok: true, codes } : { ok: true };
 }

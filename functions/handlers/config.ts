@@ -63,6 +63,10 @@ const EnvSchema = z.object({
   // took 210-800 ms for jobs of 2,000-20,000 items with up to 20,000 pending lines. Real S3 adds
   // ~100-300 ms per sequential PUT/CompleteMultipartUpload at p99: 3 s keeps about 3x headroom.
   FANOUT_DEADLINE_MARGIN_MS: integer(3_000, 0, 60_000),
+  // The Distributed Map plan must batch exactly as the stack's ItemBatcher does: the stack sets both.
+  FANOUT_MAP_BATCH_SIZE: integer(1_000, 1, 100_000),
+  FANOUT_MAP_CONCURRENCY: integer(40, 1, 10_000),
+  FANOUT_MAP_MIN_ITEMS: integer(5_000, 1, 100_000_000),
   FANOUT_LOCAL_DISPATCH: z.enum(['inprocess'], { error: 'must be "inprocess" or unset' }).optional(),
   FANOUT_TRACING: z
     .enum(['true', 'false', ''], { error: 'must be "true" or "false"' })
@@ -89,6 +93,12 @@ export interface HandlerConfig {
   /** 'inprocess': continuations and accepted jobs run in this process (fanout serve, tests). */
   localDispatch: 'inprocess' | undefined;
   tracing: boolean;
+  /** Items per Distributed Map batch (the ItemBatcher's MaxItemsPerBatch). */
+  mapBatchSize: number;
+  /** The map's MaxConcurrency: each batch gets this share of a host's budget. */
+  mapConcurrency: number;
+  /** Inline jobs with more items than this run as a Distributed Map when a state machine is set. */
+  mapMinItems: number;
 }
 
 /** Reads and validates the environment; throws one FanoutError naming every bad variable. */
@@ -116,6 +126,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
     deadlineMarginMs: value.FANOUT_DEADLINE_MARGIN_MS,
     localDispatch: value.FANOUT_LOCAL_DISPATCH,
     tracing: value.FANOUT_TRACING,
+    mapBatchSize: value.FANOUT_MAP_BATCH_SIZE,
+    mapConcurrency: value.FANOUT_MAP_CONCURRENCY,
+    mapMinItems: value.FANOUT_MAP_MIN_ITEMS,
   };
 }
 

@@ -1,10 +1,10 @@
-// The jobs API on Powertools' Router: POST /jobs (sync or accepted), GET /jobs/{id}, the redrive seam.
+// The jobs API on Powertools' Router: POST /jobs (sync or accepted), GET /jobs/{id}, POST /jobs/{id}/redrive.
 import { randomUUID } from 'node:crypto';
 import { NotFoundError, Router } from '@aws-lambda-powertools/event-handler/http';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { type Manifest, readManifest, runJob } from '../core/index.ts';
-import { checkJobRequest, errorReply, json } from './api-replies.ts';
+import { checkJobRequest, checkRedriveRequest, errorReply, json } from './api-replies.ts';
 import { isJobId } from './config.ts';
 import { continueIfPartial } from './continuation.ts';
 import { type AcceptedJob, claimObject, jobKey, readJsonObject, readPartLines } from './job-objects.ts';
@@ -80,14 +80,25 @@ export function createApiHandler(deps: HandlerDeps) {
     return json(200, manifest);
   });
 
-  // The politeness work wires redriveJob here (202); until then the route answers honestly.
-  router.post('/jobs/:id/redrive', () =>
-    errorReply(
-      501,
-      'NOT_IMPLEMENTED',
-      'redrive is not available in this deployment yet; run `fanout redrive <jobId>`',
-    ),
-  );
+  // A redrive can run as long as the job did: the runner does it, the API answers 202 at once.
+  router.post('/jobs/:id/redrive', async ({ params, req, context }) => {
+    const jobId = params.id ?? '';
+    if (!isJobId(jobId)) return errorReply(404, 'NOT_FOUND', `no job ${JSON.stringify(jobId)}`);
+    const checked = await checkRedriveRequest(req);
+    if (!checked.ok) return checked.reply;
+    const manifest = await readManifest(resolved.store, jobId, signals.get(context));
+    if (manifest === null) return errorReply(404, 'NOT_FOUND', `no job ${jobId}`);
+    if (manifest.status === 'running') {
+      return errorReply(409, 'JOB_RUNNING', `job ${jobId} is running; redrive it once its run ends`);
+    }
+    shell.logger.appendKeys({ jobId });
+    await resolved.dispatcher.dispatch({
+      jobId,
+      redrive: true,
+      ...(checked.codes ? { codes: checked.codes } : {}),
+    });
+    return acceptedReply(jobId, 'accepted');
+  });
 
   router.notFound(async (_error, { req }) => {
     const path = new URL(req.url).pathname;

@@ -1,11 +1,12 @@
 // What the runner was invoked with: one discriminated request per event shape the runner accepts.
-import { FanoutError } from '../core/index.ts';
+import { type ErrorCode, FanoutError, isErrorCode } from '../core/index.ts';
 import { isJobId } from './config.ts';
 
 /** Events the handlers send to the runner themselves (asynchronous invokes). */
 export type DispatchEvent =
   | { jobId: string; resume: true; continuation: number }
-  | { jobId: string; accepted: true };
+  | { jobId: string; accepted: true }
+  | { jobId: string; redrive: true; codes?: ErrorCode[] };
 
 export type RunnerRequest =
   /** EventBridge schedule: the job id is the rule and the scheduled time, so a redelivery is the same job. */
@@ -18,7 +19,9 @@ export type RunnerRequest =
   | { kind: 'resume'; jobId: string; continuation: number }
   /** Step Functions Distributed Map: one batch of items, and the final merge. */
   | { kind: 'batch'; event: { Items: unknown[]; BatchInput: unknown } }
-  | { kind: 'merge'; jobId: string };
+  | { kind: 'merge'; jobId: string }
+  /** Re-run the failed items of a job (all, or those with the given codes) as a new run. */
+  | { kind: 'redrive'; jobId: string; codes?: ErrorCode[] };
 
 const MAX_JOB_ID_LENGTH = 128;
 
@@ -37,6 +40,11 @@ export function classifyRunnerEvent(event: unknown): RunnerRequest {
     return { kind: 'resume', jobId: requireJobId(event.jobId), continuation };
   }
   if (event.accepted === true) return { kind: 'accepted', jobId: requireJobId(event.jobId) };
+  if (event.redrive === true) {
+    const jobId = requireJobId(event.jobId);
+    if (event.codes === undefined) return { kind: 'redrive', jobId };
+    return { kind: 'redrive', jobId, codes: parseErrorCodes(event.codes) };
+  }
   return { kind: 'job', job: event };
 }
 
@@ -61,6 +69,16 @@ function ruleName(arn: unknown): string {
   const cleaned = name.replace(/[^A-Za-z0-9._-]/g, '-');
   if (cleaned === '') return 'schedule';
   return /^[A-Za-z0-9]/.test(cleaned) ? cleaned : `s${cleaned}`;
+}
+
+/** A list of the stable error codes of DESIGN.md; anything else is named in the error. */
+export function parseErrorCodes(value: unknown): ErrorCode[] {
+  if (!Array.isArray(value) || value.length === 0)
+    throw invalid('codes must be a non-empty array of error codes');
+  const unknown = value.filter((code) => !isErrorCode(code));
+  if (unknown.length > 0)
+    throw invalid(`codes: unknown error code ${unknown.map((c) => JSON.stringify(c)).join(', ')}`);
+  return value as ErrorCode[];
 }
 
 function requireJobId(value: unknown): string {

@@ -4,21 +4,18 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
 import {
   type BatchSummary,
-  DEFAULT_BATCH_SIZE,
-  DEFAULT_MAP_CONCURRENCY,
   executionInputOf,
-  mergeBatches,
-  planBatches,
-  runBatch,
-} from '../core/batches.ts';
-import {
   FanoutError,
   type JobRuntime,
   type Manifest,
   type ManifestCounts,
+  mergeBatches,
   parseJob,
+  planBatches,
   readManifest,
+  redriveJob,
   resumeJob,
+  runBatch,
   runJob,
 } from '../core/index.ts';
 import { type ContinuationOutcome, continuationKey, continueIfPartial } from './continuation.ts';
@@ -61,8 +58,6 @@ export interface ScaleDeps {
   mapConcurrency?: number;
 }
 
-/** Inline jobs of more items than this run as a Distributed Map when a state machine is configured. */
-export const DEFAULT_MAP_MIN_ITEMS = 5_000;
 /** Step Functions execution names: 1..80 characters. */
 const MAX_EXECUTION_NAME = 80;
 
@@ -144,6 +139,9 @@ async function run(
       // A batch is one piece of a job: a partial batch is the merge's to collect, never continued alone.
       return { kind: 'batch', summary: await runBatch(request.event, runtime) };
     }
+    case 'redrive':
+      shell.logger.appendKeys({ jobId: request.jobId });
+      return ran(await redriveJob(request.jobId, request.codes ? { codes: request.codes } : {}, runtime));
     case 'merge':
       shell.logger.appendKeys({ jobId: request.jobId });
       // A partial merged job continues like any other: a resume skips every item the batches finished.
@@ -183,18 +181,13 @@ interface LargeJobs {
   start(job: unknown, runtime: JobRuntime): Promise<StartedSummary>;
 }
 
-/**
- * The stack passes largeJobs.* as FANOUT_MAP_BATCH_SIZE and FANOUT_MAP_CONCURRENCY; once config.ts reads
- * them (and FANOUT_MAP_MIN_ITEMS) into these fields they apply here. Until then: the stack's defaults.
- */
-type ScaleConfig = Partial<{ mapBatchSize: number; mapConcurrency: number; mapMinItems: number }>;
-
 function resolveScale(deps: HandlerDeps, scale: ScaleDeps): LargeJobs {
-  const config: HandlerDeps['config'] & ScaleConfig = deps.config;
+  const config = deps.config;
   const stateMachineArn = config.stateMachineArn;
-  const minItems = scale.mapMinItems ?? config.mapMinItems ?? DEFAULT_MAP_MIN_ITEMS;
-  const batchSize = scale.batchSize ?? config.mapBatchSize ?? DEFAULT_BATCH_SIZE;
-  const mapConcurrency = scale.mapConcurrency ?? config.mapConcurrency ?? DEFAULT_MAP_CONCURRENCY;
+  // The stack sets FANOUT_MAP_* to its ItemBatcher's settings, so this plan batches exactly as the map does.
+  const minItems = scale.mapMinItems ?? config.mapMinItems;
+  const batchSize = scale.batchSize ?? config.mapBatchSize;
+  const mapConcurrency = scale.mapConcurrency ?? config.mapConcurrency;
   const startExecution = scale.startExecution ?? sfnStartExecution();
   return {
     isLarge(job) {

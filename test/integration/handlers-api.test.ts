@@ -305,9 +305,50 @@ describe('GET /jobs/{id} and redrive', () => {
     expect(reply).toMatchObject({ status: 404, body: { error: { code: 'NOT_FOUND' } } });
   });
 
-  it('answers 501 on POST /jobs/{id}/redrive until redrive is wired', async () => {
-    const { call } = api();
-    const reply = await call(request('POST', '/jobs/demo-small-0001/redrive'));
-    expect(reply).toMatchObject({ status: 501, body: { error: { code: 'NOT_IMPLEMENTED' } } });
+  it('redrives the failed items of a job: 202, then the runner moves the recovered ones to results', async () => {
+    const { call, dispatcher } = api();
+    const items = [
+      `${upstream.url}item/1`,
+      `${upstream.url}recovers?failFirst=1&failStatus=500`,
+      `${upstream.url}gone?status=404`,
+    ];
+    const post = await call(
+      request('POST', '/jobs', {
+        body: JSON.stringify({ jobId: 'redrive-me', items, options: { retries: { maxAttempts: 1 } } }),
+        headers: { 'content-type': 'application/json' },
+      }),
+    );
+    expect(post).toMatchObject({ status: 200, body: { counts: { succeeded: 1, failed: 2 } } });
+
+    const reply = await call(
+      request('POST', '/jobs/redrive-me/redrive', {
+        body: JSON.stringify({ codes: ['HTTP_STATUS'] }),
+        headers: { 'content-type': 'application/json' },
+      }),
+    );
+    expect(reply).toMatchObject({ status: 202, body: { jobId: 'redrive-me', status: 'accepted' } });
+    expect(dispatcher.events).toEqual([{ jobId: 'redrive-me', redrive: true, codes: ['HTTP_STATUS'] }]);
+
+    const summary = await runner()(dispatcher.events[0], createFakeContext({ remainingMs: 120_000 }));
+    expect(summary).toMatchObject({ status: 'complete', counts: { total: 3, succeeded: 2, failed: 1 } });
+    const manifest = await call(request('GET', '/jobs/redrive-me'));
+    expect(manifest).toMatchObject({
+      status: 200,
+      body: { redriven: 2, counts: { succeeded: 2, failed: 1 } },
+    });
+  });
+
+  it.each([
+    ['an unknown job', '/jobs/never-submitted/redrive', undefined, 404, 'NOT_FOUND'],
+    ['an unknown error code', '/jobs/demo-small-0001/redrive', '{"codes":["NOPE"]}', 422, 'INVALID_REDRIVE'],
+    ['an unknown key', '/jobs/demo-small-0001/redrive', '{"code":"HTTP_STATUS"}', 422, 'INVALID_REDRIVE'],
+    ['invalid JSON', '/jobs/demo-small-0001/redrive', '{"codes":', 400, 'INVALID_JSON'],
+  ])('answers a redrive of %s with %i', async (_name, path, body, status, code) => {
+    const { call, dispatcher } = api();
+    await call(loadEvent('api-post-small.json', upstream.url) as unknown as APIGatewayProxyEventV2);
+    const options = body === undefined ? {} : { body, headers: { 'content-type': 'application/json' } };
+    const reply = await call(request('POST', path, options));
+    expect(reply).toMatchObject({ status, body: { error: { code } } });
+    expect(dispatcher.events).toEqual([]);
   });
 });

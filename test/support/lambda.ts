@@ -35,6 +35,9 @@ export function testConfig(overrides: Partial<HandlerConfig> = {}): HandlerConfi
     deadlineMarginMs: 3_000,
     localDispatch: undefined,
     tracing: false,
+    mapBatchSize: 1_000,
+    mapConcurrency: 40,
+    mapMinItems: 5_000,
     ...overrides,
   };
 }
