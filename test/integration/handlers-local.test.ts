@@ -31,6 +31,9 @@ describe('configuration', () => {
       deadlineMarginMs: 3_000,
       localDispatch: undefined,
       tracing: false,
+      mapBatchSize: 1_000,
+      mapConcurrency: 40,
+      mapMinItems: 5_000,
     });
   });
 
@@ -48,6 +51,9 @@ describe('configuration', () => {
       FANOUT_DEADLINE_MARGIN_MS: '4500',
       FANOUT_LOCAL_DISPATCH: 'inprocess',
       FANOUT_TRACING: 'true',
+      FANOUT_MAP_BATCH_SIZE: '250',
+      FANOUT_MAP_CONCURRENCY: '10',
+      FANOUT_MAP_MIN_ITEMS: '20000',
     });
     expect(config).toMatchObject({
       prefix: 'nightly/jobs',
@@ -59,6 +65,9 @@ describe('configuration', () => {
       deadlineMarginMs: 4500,
       localDispatch: 'inprocess',
       tracing: true,
+      mapBatchSize: 250,
+      mapConcurrency: 10,
+      mapMinItems: 20_000,
     });
   });
 
