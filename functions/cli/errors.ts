@@ -1,5 +1,5 @@
 // How the CLI fails: one line on stderr and an exit code, the codes of `fanout run` named once.
-import type { Manifest } from '../core/types.ts';
+import type { Manifest } from '../core/index.ts';
 
 /** DESIGN.md "The CLI": 0 complete and clean, 3 complete with failed items, 2 partial, 1 bad input or fatal. */
 export const EXIT = {

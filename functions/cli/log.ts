@@ -1,5 +1,5 @@
 // The core's LogSink for the CLI: warnings and errors as single stderr lines (all levels with --verbose).
-import type { LogSink } from '../core/types.ts';
+import type { LogSink } from '../core/index.ts';
 
 export function createStderrLog(write: (line: string) => void, verbose: boolean): LogSink {
   const emit =

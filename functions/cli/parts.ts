@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
-import type { StoreConfig } from '../core/types.ts';
+import type { StoreConfig } from '../core/index.ts';
 
 /** Parsed JSON lines from `keys` in order, at most `limit` of them; a part is streamed and left early. */
 export async function readFirstLines(

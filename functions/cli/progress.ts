@@ -1,6 +1,6 @@
 // Live progress on stderr: a cli-progress bar on a terminal, else a JSON (or text) line every few seconds.
 import cliProgress from 'cli-progress';
-import type { Progress } from '../core/types.ts';
+import type { Progress } from '../core/index.ts';
 
 export type ProgressMode = 'auto' | 'bar' | 'json' | 'text' | 'none';
 export const PROGRESS_MODES: readonly ProgressMode[] = ['auto', 'bar', 'json', 'text', 'none'];

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import type { Manifest } from '../core/types.ts';
+import type { Manifest } from '../core/index.ts';
 import { CliError, oneLine } from './errors.ts';
 import { addStoreOptions, collectList, integerIn, positiveDurationMs } from './flags.ts';
 import { readJsonInput } from './job-input.ts';

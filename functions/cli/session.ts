@@ -1,6 +1,5 @@
 // One run's surroundings, opened and closed together: store, transform pool, progress, Ctrl-C, the core's runtime.
-import type { JobRuntime } from '../core/index.ts';
-import type { Manifest } from '../core/types.ts';
+import type { JobRuntime, Manifest } from '../core/index.ts';
 import { exitCodeFor } from './errors.ts';
 import { trapInterrupts } from './interrupt.ts';
 import { createStderrLog } from './log.ts';

@@ -1,6 +1,6 @@
 // Where a CLI command reads and writes: the configured S3 bucket, or the embedded local S3 under .fanout/.
 import { join } from 'node:path';
-import type { StoreConfig } from '../core/types.ts';
+import type { StoreConfig } from '../core/index.ts';
 import { CliError } from './errors.ts';
 
 /** The bucket the embedded S3 holds; `fanout show` finds what `fanout run` wrote there. */

@@ -3,7 +3,10 @@
 export {
   type BatchEvent,
   type BatchSummary,
+  batchEvents,
   batchIdOf,
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_MAP_CONCURRENCY,
   type ExecutionInput,
   executionInputOf,
   type MapPlan,

@@ -11,10 +11,14 @@ import {
   type BatchEvent,
   batchEvents,
   DEFAULT_BATCH_SIZE,
+  FanoutError,
+  type JobRuntime,
+  type Manifest,
   type MapPlan,
+  parseJob,
   planBatches,
-} from '../core/batches.ts';
-import { FanoutError, type JobRuntime, type Manifest, parseJob, readManifest } from '../core/index.ts';
+  readManifest,
+} from '../core/index.ts';
 
 export interface ShardedRequest {
   job: unknown;
