@@ -129,13 +129,16 @@ export function startFanOut(
   let finished = false;
   let fatal: unknown = null;
   let stopReason: StopReason | null = null;
+  /** The consumer called return(): nobody reads the queue any more, so nothing may wait for room in it. */
+  let consumerGone = false;
   let pump: Promise<void> | null = null;
 
   // The global bound on requests in flight.
   let slotsInUse = 0;
   const slotWaiters: Array<(granted: boolean) => void> = [];
 
-  const currentStop = (): StopReason | null => stopReason;
+  // Read through a call: TypeScript narrows the `let`s before an await and would not re-read them.
+  const consumerLeft = (): boolean => consumerGone;
   const queued = (): number => queue.length - queueHead;
 
   const wakeConsumer = (): void => {
@@ -245,7 +248,9 @@ export function startFanOut(
 
   const runItem = async (item: Item): Promise<Outcome> => {
     const client = http as NonNullable<typeof http>;
-    const startedAt = clock.now();
+    // `ms` runs from the first send: time parked for a host permit or a slot before it is not the item's.
+    let firstSentAt = -1;
+    const elapsed = (): number => (firstSentAt < 0 ? 0 : clock.now() - firstSentAt);
     let url = item.url;
     let method = item.method;
     let headers = item.headers;
@@ -259,14 +264,14 @@ export function startFanOut(
       ok: false,
       error,
       attempts,
-      ms: clock.now() - startedAt,
+      ms: elapsed(),
     });
 
     for (;;) {
-      if (stopReason !== null) return unfinished(item, attempts, clock.now() - startedAt);
+      if (stopReason !== null) return unfinished(item, attempts, elapsed());
       if (deadline !== undefined && clock.now() >= deadline) {
         stop('deadline');
-        return unfinished(item, attempts, clock.now() - startedAt);
+        return unfinished(item, attempts, elapsed());
       }
       const target = new URL(url);
       // The policy judges every hop before any connection (the connector judges addresses again).
@@ -289,7 +294,7 @@ export function startFanOut(
           permit = await hosts.acquire(origin, jobSignal);
         } catch {
           // Stopped, or the origin cools down past the deadline: pending (or ABORTED on a fail-fast).
-          return unfinished(item, attempts, clock.now() - startedAt);
+          return unfinished(item, attempts, elapsed());
         } finally {
           parked--;
         }
@@ -297,7 +302,7 @@ export function startFanOut(
       if (slotsInUse < concurrency && slotWaiters.length === 0) slotsInUse++;
       else if (!(await waitForSlot())) {
         permit.release({ ok: false, throttled: false, latencyMs: 0 });
-        return unfinished(item, attempts, clock.now() - startedAt);
+        return unfinished(item, attempts, elapsed());
       }
       // The waits above can outlast the deadline (an injected clock moves without firing our timer).
       if (stopReason !== null || (deadline !== undefined && clock.now() >= deadline)) {
@@ -308,10 +313,11 @@ export function startFanOut(
           if (attempts > 1) retries--;
           attempts--;
         }
-        return unfinished(item, attempts, clock.now() - startedAt);
+        return unfinished(item, attempts, elapsed());
       }
       if (log !== undefined) log.debug(`fetch ${item.id} ${target.host}`, { attempt: attempts, url });
       permit.sending();
+      if (firstSentAt < 0) firstSentAt = clock.now();
       const sentAt = performance.now();
       const result = await client.fetchOnce({ url: target, method, headers, body });
       releaseSlot();
@@ -335,7 +341,7 @@ export function startFanOut(
       if (result.ok && status !== undefined) {
         const response = result.response;
         if (status >= 200 && status < 300) {
-          return finishSucceeded(item, response, target.href, attempts, startedAt);
+          return finishSucceeded(item, response, target.href, attempts, firstSentAt);
         }
         const location = headerValue(response.headers.location);
         if (REDIRECT_STATUSES.has(status) && location !== undefined) {
@@ -369,7 +375,7 @@ export function startFanOut(
       const error: ItemError = result.ok
         ? { code: 'HTTP_STATUS', message: `HTTP ${status}`, ...(status !== undefined ? { status } : {}) }
         : result.error;
-      if (stopReason !== null) return unfinished(item, attempts, clock.now() - startedAt);
+      if (stopReason !== null) return unfinished(item, attempts, elapsed());
       const decision = decideRetry(options.retries, {
         attempts,
         method,
@@ -393,14 +399,14 @@ export function startFanOut(
           pending: true,
           item,
           attempts,
-          ms: clock.now() - startedAt,
+          ms: elapsed(),
         };
       }
       park();
       try {
         await clock.sleep(decision.delayMs, jobSignal);
       } catch {
-        return unfinished(item, attempts, clock.now() - startedAt);
+        return unfinished(item, attempts, elapsed());
       } finally {
         parked--;
       }
@@ -412,14 +418,14 @@ export function startFanOut(
     response: HttpResponse,
     finalUrl: string,
     attempts: number,
-    startedAt: number,
+    firstSentAt: number,
   ): Outcome | Promise<Outcome> => {
     // Without a pool the transform is synchronous: no promise on the hot path.
     if (runtime.transformRunner === undefined) {
-      return toOutcome(item, response, inlineTransform(options.transform, response), attempts, startedAt);
+      return toOutcome(item, response, inlineTransform(options.transform, response), attempts, firstSentAt);
     }
     return transform(item, response, finalUrl, options.transform, runtime.transformRunner, jobSignal).then(
-      (result) => toOutcome(item, response, result, attempts, startedAt),
+      (result) => toOutcome(item, response, result, attempts, firstSentAt),
     );
   };
 
@@ -428,9 +434,9 @@ export function startFanOut(
     response: HttpResponse,
     transformed: TransformResult,
     attempts: number,
-    startedAt: number,
+    firstSentAt: number,
   ): Outcome => {
-    const ms = clock.now() - startedAt;
+    const ms = clock.now() - firstSentAt;
     if (!transformed.ok) {
       if (stopReason !== null && jobSignal.aborted && transformed.code !== 'TRANSFORM_ERROR') {
         return unfinished(item, attempts, ms);
@@ -528,13 +534,13 @@ export function startFanOut(
         });
       }
       while (admitted > 0) await waitForRoom();
-      if (!exhausted && stopReason !== 'consumer') {
-        // Every item left in the source still gets its outcome (ABORTED or pending), never dropped.
+      if (!exhausted && !consumerLeft()) {
+        // Every item left in the source still gets its outcome (ABORTED or pending), never dropped,
+        // unless the consumer has left: then no one would read them (a Ctrl-C that breaks its loop).
         for (;;) {
+          if (consumerLeft()) break;
           if (queued() >= maxAdmitted) {
             await waitForRoom();
-            // Re-read through a call: TypeScript narrowed stopReason before the await.
-            if (currentStop() === 'consumer') break;
             continue;
           }
           const next = isAsync ? await iterator.next() : (iterator as Iterator<Item>).next();
@@ -609,7 +615,10 @@ export function startFanOut(
         finished = true;
         return { value: undefined, done: true };
       }
+      consumerGone = true;
       stop('consumer');
+      // The run may already be stopped (a signal) and draining into a full queue: let it see we left.
+      wakeProducer();
       await pump;
       queue.length = 0;
       queueHead = 0;

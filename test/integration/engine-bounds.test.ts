@@ -108,3 +108,31 @@ describe('intake', () => {
 function toItem(url: string): Item {
   return { id: url.slice(-16).replace(/[^A-Za-z0-9]/g, 'x'), url, method: 'GET', headers: {} };
 }
+
+describe('outcome ms', () => {
+  it('runs from the first send, not from intake: waiting for a busy origin is not counted', async () => {
+    // A clock that ticks 1,000 ms per request the upstream receives: an item sent after the
+    // previous one's answer sees exactly one tick, however long it waited for the origin's permit.
+    const base = Date.now();
+    const clock = {
+      now: () => base + upstream.hits() * 1_000,
+      sleep: (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
+    };
+    const urls = Array.from({ length: 4 }, (_, i) => `${upstream.url}item/${i}?latency=20`);
+    const outcomes = await collect(
+      fanOut(urls, { concurrency: 4, perHost: 1, adaptive: false }, { ...runtime, clock }),
+    );
+    expect(outcomes.every((outcome) => outcome.ok)).toBe(true);
+    // From intake, the last item would show 4,000 ms: it waited for three others first.
+    expect(outcomes.map((outcome) => outcome.ms)).toEqual([1_000, 1_000, 1_000, 1_000]);
+  });
+
+  it('is 0 for an item that never went out', async () => {
+    const outcomes = await collect(
+      fanOut([`http://10.0.0.1/x`], {}, { clock: { now: () => 5, sleep: async () => undefined } }),
+    );
+    expect(outcomes).toMatchObject([
+      { ok: false, error: { code: 'BLOCKED_DESTINATION' }, attempts: 1, ms: 0 },
+    ]);
+  });
+});

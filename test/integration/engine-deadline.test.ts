@@ -120,6 +120,49 @@ describe('signal', () => {
     expect(added(baseline, await settledResources())).toEqual([]);
   });
 
+  it('a consumer that breaks on the first pending outcome after an abort settles (Ctrl-C) and leaves no handle open', async () => {
+    const baseline = await settledResources();
+    const controller = new AbortController();
+    // More unstarted items than the outcome queue holds (concurrency 2): the drain must not wait for a reader.
+    const list = urls(20, 'hang=1');
+    const abortOnceBusy = (async () => {
+      while (upstream.inFlight.current < 2) await new Promise<void>((resolve) => setTimeout(resolve, 5));
+      controller.abort();
+    })();
+    let seen = 0;
+    let sawPending = false;
+    for await (const outcome of fanOut(
+      list,
+      { concurrency: 2 },
+      { allow: ['127.0.0.1'], signal: controller.signal },
+    )) {
+      seen++;
+      if (!outcome.ok && outcome.pending) {
+        sawPending = true;
+        break;
+      }
+    }
+    await abortOnceBusy;
+    expect(sawPending).toBe(true);
+    expect(seen).toBe(1);
+    expect(added(baseline, await settledResources())).toEqual([]);
+  });
+
+  it('a consumer that stops mid-drain after an abort lets the run end (return() settles)', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const outcomes = fanOut(
+      urls(50, ''),
+      { concurrency: 3 },
+      { allow: ['127.0.0.1'], signal: controller.signal },
+    );
+    const first = await outcomes.next();
+    expect(first.done === false && !first.value.ok && first.value.pending).toBe(true);
+    await expect(outcomes.return?.()).resolves.toEqual({ value: undefined, done: true });
+    expect(await outcomes.next()).toEqual({ value: undefined, done: true });
+    expect(upstream.hits()).toBe(0);
+  });
+
   it('a complete run leaves no handle open', async () => {
     const baseline = await settledResources();
     await collect(fanOut(urls(6, ''), { concurrency: 3 }, { allow: ['127.0.0.1'] }));
