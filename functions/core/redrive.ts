@@ -339,7 +339,7 @@ class Redrive {
       const sleepSignal = AbortSignal.any([stopper.signal, this.#controller.signal]);
       while (!sleepSignal.aborted) {
         try {
-          await this.#clock.sleep(this.#layout.checkpointMs, sleepSignal);
+          await this.#clock.sleep(this.#layout.heartbeatMs, sleepSignal);
           // Not cut short by stop(): a write whose outcome we never learn would fail our final CAS.
           await this.#commit(this.#runningManifest(), this.#controller.signal);
         } catch (error) {

@@ -5,6 +5,7 @@ import { FanoutError } from './errors.ts';
 import { IdSet } from './finished-ids.ts';
 import { type ParsedJob, parseJob, parseSourceLine, toJobForm } from './job.ts';
 import {
+  FINAL_WRITE_TIMEOUT_MS,
   finalWriteSignal,
   isConditionFailure,
   listKeys,
@@ -30,14 +31,14 @@ export type JobRuntime = import('./types.ts').Runtime & {
   store: StoreConfig;
   /** Test seam: the engine to run (default: engine.ts startFanOut). */
   startFanOut?: typeof startFanOut;
-  /** Test seam: how long a silent `running` manifest holds the job (default: max(10 s, 3 checkpoints)). */
+  /** Test seam: how long a silent `running` manifest holds the job (default: store.ts LEASE_MS, 8 s). */
   leaseMs?: number;
 };
 
 const MAX_RUN_CLAIMS = 1_000;
 const MAX_TAKEOVER_ATTEMPTS = 20;
-/** How often a run waiting for another live run looks at the manifest again. */
-const LEASE_POLL_MS = 1_000;
+/** How often a run waiting for another live run looks at the manifest again (adds to the lease's wait). */
+const LEASE_POLL_MS = 500;
 
 /** Runs (or resumes) a job document to its manifest. */
 export async function runJob(job: unknown, runtime: JobRuntime): Promise<Manifest> {
@@ -224,7 +225,18 @@ class RunSession {
   readonly #job: ParsedJob;
   readonly #clock: Clock;
   readonly #runtime: JobRuntime;
+  /** The engine's signal: fires on the caller's cancel (or deadline signal) and on a store failure. */
   readonly #controller = new AbortController();
+  /** Fires only when the store itself failed (a write, a lost compare-and-swap): nothing more is written. */
+  readonly #failed = new AbortController();
+  /** Fires FINAL_WRITE_TIMEOUT_MS after a cancel or the start of the final writes (asyncio `shield`). */
+  readonly #windDown = new AbortController();
+  #windDownTimer: NodeJS.Timeout | null = null;
+  /**
+   * Every S3 call of the run carries this: a cancel does not cut a write short (that would lose finished
+   * work and leave the manifest's ETag unknown); it starts the final deadline instead.
+   */
+  readonly #io = AbortSignal.any([this.#failed.signal, this.#windDown.signal]);
   readonly #results = new PartSink('results', this);
   readonly #errors = new PartSink('errors', this);
   #pending: StreamedObject | null = null;
@@ -265,7 +277,10 @@ class RunSession {
   }
 
   async execute(previous: ManifestVersion | null): Promise<Manifest> {
-    const unlink = linkSignal(this.#runtime.signal, this.#controller);
+    const unlink = onAbort(this.#runtime.signal, (reason) => {
+      this.#controller.abort(reason);
+      this.#startWindDown();
+    });
     try {
       this.#startedAt = previous?.manifest.startedAt ?? new Date(this.#clock.now()).toISOString();
       this.#previousHosts = previous?.manifest.hosts ?? {};
@@ -279,17 +294,18 @@ class RunSession {
       this.#total = this.#job.source ? (previous?.manifest.counts.total ?? 0) : this.#job.items.length;
       // Take the job: from here until our final write, a rival run waits or loses its compare-and-swap.
       this.#etag = previous?.etag ?? null;
-      await this.#commit('running', this.#signal);
+      await this.#commit('running', this.#io);
       this.tookOver = true;
-      const finished = await this.#readFinished();
-      await removeDebris(
-        this.layout,
-        new Set([...this.#committed.results, ...this.#committed.errors]),
-        this.run,
-        this.#signal,
-      );
+      // Beating from here: reading a big job's finished ids takes a while, and must not look like death.
       const heartbeat = this.#startHeartbeat();
       try {
+        const finished = await this.#readFinished();
+        await removeDebris(
+          this.layout,
+          new Set([...this.#committed.results, ...this.#committed.errors]),
+          this.run,
+          this.#signal,
+        );
         await this.#consume(finished);
       } catch (error) {
         this.#fatal ??= error;
@@ -299,24 +315,42 @@ class RunSession {
       return await this.#finish();
     } finally {
       unlink();
+      if (this.#windDownTimer !== null) clearTimeout(this.#windDownTimer);
     }
+  }
+
+  /** Starts the final deadline once: from a cancel, or from the start of the final writes. */
+  #startWindDown(): void {
+    if (this.#windDownTimer !== null || this.#windDown.signal.aborted) return;
+    this.#windDownTimer = setTimeout(() => {
+      this.#windDown.abort(
+        new FanoutError('FINAL_WRITE_TIMEOUT', `final writes took longer than ${FINAL_WRITE_TIMEOUT_MS} ms`),
+      );
+    }, FINAL_WRITE_TIMEOUT_MS);
+  }
+
+  /** A store failure: stop the engine and every write; the last checkpoint stands. */
+  #fail(error: unknown): void {
+    this.#fatal ??= error;
+    this.#failed.abort(error);
+    this.#controller.abort(error);
   }
 
   /** Ids (and counts) of every line the listed parts hold: the items not to fetch again. */
   async #readFinished(): Promise<IdSet> {
     const finished = new IdSet();
-    this.#committed.succeeded = 0;
-    this.#committed.failed = 0;
+    // Counted aside: a read cut short (a cancel) leaves the previous manifest's counts in place.
+    const counts = { results: 0, errors: 0 };
     for (const kind of ['results', 'errors'] as const) {
       for (const key of this.#committed[kind]) {
         for await (const line of readLines(this.layout, key, this.#signal)) {
           const id = idOfLine(line);
-          if (id === null || !finished.add(id)) continue;
-          if (kind === 'results') this.#committed.succeeded++;
-          else this.#committed.failed++;
+          if (id !== null && finished.add(id)) counts[kind]++;
         }
       }
     }
+    this.#committed.succeeded = counts.results;
+    this.#committed.failed = counts.errors;
     return finished;
   }
 
@@ -346,7 +380,8 @@ class RunSession {
       return;
     }
     const seen = new IdSet();
-    for await (const line of readLines(this.layout, source.key, this.#signal, source.bucket)) {
+    // Read on the I/O signal: after a cancel the engine drains the rest of the source into pending.
+    for await (const line of readLines(this.layout, source.key, this.#io, source.bucket)) {
       const parsed = parseSourceLine(line);
       const id = parsed.ok ? parsed.item.id : parsed.id;
       if (!seen.add(id)) {
@@ -395,15 +430,23 @@ class RunSession {
 
   /** Closes the open parts and lists them in a `running` manifest; serialized, so parts list in order. */
   checkpoint(): Promise<void> {
-    const next = this.#chain
-      .then(() => this.#closeParts(this.#signal))
-      .then(async () => {
-        await this.#commit('running', this.#signal);
-      });
-    this.#chain = next.catch((error: unknown) => {
-      this.#fatal ??= error;
-      this.#controller.abort(error);
+    return this.#serialized(async () => {
+      await this.#closeParts(this.#io);
+      await this.#commit('running', this.#io);
     });
+  }
+
+  /** Rewrites the `running` manifest as it stands (no part closed): proof of life, cheap. */
+  #beat(): Promise<void> {
+    return this.#serialized(async () => {
+      await this.#commit('running', this.#io);
+    });
+  }
+
+  /** Manifest writes one at a time, in order; the first failure fails the store. */
+  #serialized(write: () => Promise<void>): Promise<void> {
+    const next = this.#chain.then(write);
+    this.#chain = next.catch((error: unknown) => this.#fail(error));
     return next;
   }
 
@@ -425,16 +468,28 @@ class RunSession {
     }
   }
 
+  /**
+   * Heartbeats every `heartbeatMs` keep the lease (a rival waits while they are fresh); every
+   * `checkpointMs` the beat is a checkpoint that also closes and lists the open parts. They go on after
+   * a cancel, while the pending items are written, until the final writes start.
+   */
   #startHeartbeat(): { stop(): Promise<void> } {
     const stopper = new AbortController();
+    const sleepSignal = AbortSignal.any([stopper.signal, this.#failed.signal]);
     const loop = (async () => {
-      while (!stopper.signal.aborted) {
+      let lastCheckpoint = this.#clock.now();
+      while (!sleepSignal.aborted) {
         try {
-          await this.#clock.sleep(this.layout.checkpointMs, AbortSignal.any([stopper.signal, this.#signal]));
+          await this.#clock.sleep(this.layout.heartbeatMs, sleepSignal);
         } catch {
           return;
         }
-        await this.checkpoint().catch(() => undefined);
+        if (this.#clock.now() - lastCheckpoint >= this.layout.checkpointMs) {
+          lastCheckpoint = this.#clock.now();
+          await this.checkpoint().catch(() => undefined);
+        } else {
+          await this.#beat().catch(() => undefined);
+        }
       }
     })();
     return {
@@ -447,28 +502,23 @@ class RunSession {
   }
 
   async #finish(): Promise<Manifest> {
-    // The job's signal may have fired (deadline, cancel): the last writes get their own short deadline.
-    const signal = finalWriteSignal(this.#runtime.signal);
+    // The job's signal may have fired (deadline, cancel): the last writes run under the final deadline.
+    this.#startWindDown();
+    const signal = this.#io;
     if (this.#fatal instanceof ManifestConflictError) {
-      await this.#abandon(signal);
+      await this.#abandon(finalWriteSignal(undefined));
       throw this.#fatal;
     }
+    // A cancel is not a failure: what it cut short (a read, the engine) is pending, not failed.
+    if (this.#runtime.signal?.aborted && !this.#failed.signal.aborted) this.#fatal = undefined;
     try {
       await this.#closeParts(signal);
       await this.#pending?.close();
     } catch (error) {
       this.#fatal ??= error;
     }
-    // Cancelled by the caller (or its deadline) mid-write: not a failure, the rest is pending.
-    if (
-      this.#runtime.signal?.aborted &&
-      this.#fatal !== undefined &&
-      !(this.#fatal instanceof ManifestConflictError)
-    ) {
-      this.#fatal = undefined;
-    }
     if (this.#fatal !== undefined && isS3Failure(this.#fatal)) {
-      await this.#abandon(signal);
+      await this.#abandon(finalWriteSignal(undefined));
       throw this.#fatal;
     }
     const finishedCount = this.#committed.succeeded + this.#committed.failed;
@@ -586,15 +636,16 @@ function isS3Failure(error: unknown): boolean {
   );
 }
 
-function linkSignal(parent: AbortSignal | undefined, child: AbortController): () => void {
-  if (!parent) return () => undefined;
-  if (parent.aborted) {
-    child.abort(parent.reason);
+/** Calls `listener` once when `signal` aborts (at once if it has); returns the unsubscribe. */
+function onAbort(signal: AbortSignal | undefined, listener: (reason: unknown) => void): () => void {
+  if (!signal) return () => undefined;
+  if (signal.aborted) {
+    listener(signal.reason);
     return () => undefined;
   }
-  const onAbort = (): void => child.abort(parent.reason);
-  parent.addEventListener('abort', onAbort, { once: true });
-  return () => parent.removeEventListener('abort', onAbort);
+  const handler = (): void => listener(signal.reason);
+  signal.addEventListener('abort', handler, { once: true });
+  return () => signal.removeEventListener('abort', handler);
 }
 
 const LEADING_ID = /^\{"id":"([A-Za-z0-9._-]+)"/;

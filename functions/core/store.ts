@@ -22,10 +22,23 @@ import type { Manifest, StoreConfig } from './types.ts';
 
 /** Parts roll at this many uncompressed bytes: big enough for few objects, small enough to stream. */
 export const DEFAULT_PART_BYTES = 64 * 1024 * 1024;
-/** A checkpoint (parts closed, manifest written) at least this often: the most work a SIGKILL can lose. */
-export const DEFAULT_CHECKPOINT_MS = 3_000;
-/** A `running` manifest whose heartbeat is older than this belongs to a dead run (DESIGN: <= 10 s). */
-export const MIN_LEASE_MS = 10_000;
+/**
+ * A checkpoint (open parts closed and listed in the manifest) at least this often, and at each part roll:
+ * the most work a SIGKILL can lose. The trade-off: each checkpoint ends the open parts, so a run makes
+ * about one part per kind per checkpoint (a 10-minute run: ~60 parts at 10 s, ~200 at 3 s), and each
+ * costs a CompleteMultipartUpload (or a PUT) and a new upload's buffers. A Ctrl-C, a deadline or a
+ * cancel lose nothing either way: those flush.
+ */
+export const DEFAULT_CHECKPOINT_MS = 10_000;
+/** Between checkpoints, a heartbeat rewrites the `running` manifest as it stands (no part closed). */
+export const HEARTBEAT_MS = 2_500;
+/**
+ * A `running` manifest whose heartbeat is older than this belongs to a dead run. DESIGN: a killed run
+ * blocks an immediate rerun for at most 10 s. The worst case is a kill right after a heartbeat: the rerun
+ * waits LEASE_MS plus one poll (run.ts, 0.5 s), so 8.5 s; a live run misses three heartbeats before it
+ * looks dead.
+ */
+export const LEASE_MS = 8_000;
 /** Final writes get their own deadline: they must land even when the job's signal has fired. */
 export const FINAL_WRITE_TIMEOUT_MS = 10_000;
 /** lib-storage chunk size and parallel chunks per part: memory per open part is about their product. */
@@ -61,6 +74,8 @@ export interface StoreLayout {
   gzip: boolean;
   partBytes: number;
   checkpointMs: number;
+  /** How often the `running` manifest is rewritten: never more than the checkpoint spacing. */
+  heartbeatMs: number;
   leaseMs: number;
 }
 
@@ -78,7 +93,8 @@ export function storeLayout(store: StoreConfig, jobId: string): StoreLayout {
     gzip: store.gzip ?? false,
     partBytes: store.partBytes ?? DEFAULT_PART_BYTES,
     checkpointMs,
-    leaseMs: Math.max(MIN_LEASE_MS, 3 * checkpointMs),
+    heartbeatMs: Math.min(checkpointMs, HEARTBEAT_MS),
+    leaseMs: LEASE_MS,
   };
 }
 
