@@ -4,6 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runJob } from '../../functions/core/run.ts';
 import {
+  LEASE_MS,
   ManifestConflictError,
   putCreateOnly,
   readManifestVersion,
@@ -13,6 +14,7 @@ import {
   writeManifest,
 } from '../../functions/core/store.ts';
 import type { Manifest } from '../../functions/core/types.ts';
+import { recordingClock } from '../support/clock.ts';
 import { fakeEngine, urls } from '../support/fake-engine.ts';
 import { startTestS3, type TestS3 } from '../support/s3.ts';
 import { enforceConditionalWrites, injectS3Answers } from '../support/s3-faults.ts';
@@ -168,5 +170,28 @@ describe('overlapping runs of one job', () => {
     expect(second.status).toBe('complete');
     expect(second.counts).toMatchObject({ total: 200, succeeded: 200, pending: 0 });
     expect(await everyIdOnce(second)).toEqual({ ids: 200, repeated: [] });
+  });
+
+  it('takes over from a killed run within 10 s of its last heartbeat (DESIGN), and not before its lease ends', async () => {
+    const jobId = nextJobId();
+    const store = { client: s3.client, bucket: s3.bucket };
+    const clock = recordingClock(Date.parse('2026-01-01T00:00:00Z'));
+    // What a SIGKILL right after a heartbeat leaves: a `running` manifest that beats no more.
+    const dead = { ...sampleManifest(jobId, '1:dead:1'), heartbeatAt: new Date(clock.now()).toISOString() };
+    await writeManifest(storeLayout(store, jobId), dead, null, undefined);
+    const engine = fakeEngine();
+    const manifest = await runJob(
+      { jobId, items: urls(5) },
+      { store, clock, startFanOut: engine.startFanOut },
+    );
+    expect(manifest).toMatchObject({ status: 'complete', runs: 2, counts: { succeeded: 5 } });
+    // The rerun's polls for the lease come first; its own heartbeat sleeps (longer) follow the takeover.
+    const firstBeat = clock.sleeps.findIndex((ms) => ms > 500);
+    const polls = clock.sleeps.slice(0, firstBeat < 0 ? undefined : firstBeat);
+    expect(polls.every((ms) => ms === 500)).toBe(true);
+    const waitedMs = polls.reduce((sum, ms) => sum + ms, 0);
+    expect(waitedMs).toBeGreaterThan(LEASE_MS);
+    expect(waitedMs).toBeLessThanOrEqual(LEASE_MS + 500);
+    expect(waitedMs).toBeLessThan(10_000);
   });
 });

@@ -44,6 +44,7 @@ export async function startTestS3(
     stop: async () => {
       await s3.stop();
       rmSync(dir, { recursive: true, force: true });
+      rmSync(`${dir}-quarantine`, { recursive: true, force: true });
     },
   };
 }
