@@ -24,6 +24,7 @@ import {
 import { createHttpClient, type HttpResponse, headerValue } from './http.ts';
 import { type JobOptions, normalizeUrl, parseItems, parseOptions, type TransformSpec } from './job.ts';
 import { decideRetry, parseRetryAfter } from './retry.ts';
+import { applyCheapTransform } from './transforms/inline.ts';
 import type {
   FetchedResponse,
   HostStats,
@@ -45,6 +46,8 @@ export interface FanOutRun {
 }
 
 const PROGRESS_INTERVAL_MS = 100;
+/** Guard verdicts kept per run (by origin); past this the cache starts over rather than grow. */
+const MAX_CACHED_VERDICTS = 10_000;
 /** Items waiting on a busy origin (or a retry) that do not hold an intake slot, per slot of concurrency. */
 const PARKED_PER_SLOT = 4;
 
@@ -99,6 +102,23 @@ export function startFanOut(
   if (runtime.allowedPorts !== undefined) guardOptions.allowedPorts = runtime.allowedPorts;
   if (runtime.lookup !== undefined) guardOptions.lookup = runtime.lookup;
   const guard = createDestinationGuard(guardOptions);
+  /** The guard's verdict per origin: a job hits few origins many times (credentials never get this far). */
+  const verdicts = new Map<string, ItemError | null>();
+  let lastOrigin = '';
+  let lastVerdict: ItemError | null = null;
+  const checkOrigin = (origin: string): ItemError | null => {
+    // Most jobs send to one origin again and again: the last verdict is a compare away, not a hash.
+    if (origin === lastOrigin) return lastVerdict;
+    let verdict = verdicts.get(origin);
+    if (verdict === undefined) {
+      verdict = guard.checkUrl(new URL(origin));
+      if (verdicts.size >= MAX_CACHED_VERDICTS) verdicts.clear();
+      verdicts.set(origin, verdict);
+    }
+    lastOrigin = origin;
+    lastVerdict = verdict;
+    return verdict;
+  };
 
   // Created on start so that a run never iterated holds no sockets or timers.
   let agent: Agent | null = null;
@@ -125,6 +145,13 @@ export function startFanOut(
   let queueHead = 0;
   let consumerWake: (() => void) | null = null;
   let producerWake: (() => void) | null = null;
+  /**
+   * A synchronous source while the pump is in its intake loop: then whoever makes room (an outcome, a
+   * parked item, the consumer) admits the next items itself, with no promise or wake-up per item.
+   */
+  let syncSource: Iterator<Item> | null = null;
+  let admitting = false;
+  let exhausted = false;
   let started = false;
   let finished = false;
   let fatal: unknown = null;
@@ -139,7 +166,10 @@ export function startFanOut(
 
   // Read through a call: TypeScript narrows the `let`s before an await and would not re-read them.
   const consumerLeft = (): boolean => consumerGone;
+  const intakeDone = (): boolean => exhausted;
   const queued = (): number => queue.length - queueHead;
+  const hasRoom = (): boolean =>
+    admitted - parked < maxAdmitted && admitted < maxAdmitted + maxParked && queued() < maxAdmitted;
 
   const wakeConsumer = (): void => {
     const wake = consumerWake;
@@ -150,6 +180,55 @@ export function startFanOut(
     const wake = producerWake;
     producerWake = null;
     wake?.();
+  };
+
+  /** Starts one item; its outcome comes back through emit, always in a later microtask. */
+  const admit = (item: Item): void => {
+    total++;
+    admitted++;
+    itemsInFlight++;
+    runItem(item).then(emit, (error: unknown) => {
+      // A bug, not an item's failure: record it on the item rather than lose the outcome.
+      emit({
+        id: item.id,
+        url: item.url,
+        ok: false,
+        error: { code: 'CONNECTION', message: `internal error: ${String(error)}` },
+        attempts: 0,
+        ms: 0,
+      });
+    });
+  };
+
+  /** Admits from a synchronous source while there is room; the pump is woken only when intake ends. */
+  const admitSync = (source: Iterator<Item>): void => {
+    if (admitting) return; // the outer call's loop sees the room too
+    admitting = true;
+    try {
+      while (stopReason === null && hasRoom()) {
+        if (deadline !== undefined && clock.now() >= deadline) {
+          stop('deadline');
+          return;
+        }
+        const next = source.next();
+        if (next.done) {
+          exhausted = true;
+          wakeProducer();
+          return;
+        }
+        admit(next.value);
+      }
+    } catch (error) {
+      fatal = error;
+      stop('consumer');
+    } finally {
+      admitting = false;
+    }
+  };
+
+  const madeRoom = (): void => {
+    if (syncSource !== null) admitSync(syncSource);
+    else wakeProducer();
   };
 
   const snapshot = (): Progress => ({
@@ -200,7 +279,7 @@ export function startFanOut(
     }
     queue.push(outcome);
     wakeConsumer();
-    wakeProducer();
+    madeRoom();
     if (!outcome.ok && !outcome.pending && outcome.error.code !== 'ABORTED') {
       if (options.mode === 'fail-fast') stop('fail-fast');
       else {
@@ -234,7 +313,7 @@ export function startFanOut(
   /** The item waits without holding its intake slot: intake may admit another (see PARKED_PER_SLOT). */
   const park = (): void => {
     parked++;
-    wakeProducer();
+    madeRoom();
   };
 
   /** Waits for a request slot; resolves false when the job stopped first (no slot was taken). */
@@ -273,9 +352,11 @@ export function startFanOut(
         stop('deadline');
         return unfinished(item, attempts, elapsed());
       }
-      const target = new URL(url);
+      // URLs here are normalized (job.ts, resolveRedirect): origin and path are slices, not a parse.
+      const slash = originEnd(url);
+      const origin = url.slice(0, slash);
       // The policy judges every hop before any connection (the connector judges addresses again).
-      const blocked = guard.checkUrl(target);
+      const blocked = checkOrigin(origin);
       if (blocked !== null) {
         if (newAttempt) attempts++;
         return failure(blocked);
@@ -286,7 +367,6 @@ export function startFanOut(
         if (attempts > 1) retries++;
       }
       newAttempt = true;
-      const origin = target.origin;
       let permit: HostPermit | null = hosts.tryAcquire(origin);
       if (permit === null) {
         park();
@@ -315,11 +395,13 @@ export function startFanOut(
         }
         return unfinished(item, attempts, elapsed());
       }
-      if (log !== undefined) log.debug(`fetch ${item.id} ${target.host}`, { attempt: attempts, url });
+      if (log !== undefined) {
+        log.debug(`fetch ${item.id} ${origin.slice(origin.indexOf('//') + 2)}`, { attempt: attempts, url });
+      }
       permit.sending();
       if (firstSentAt < 0) firstSentAt = clock.now();
       const sentAt = performance.now();
-      const result = await client.fetchOnce({ url: target, method, headers, body });
+      const result = await client.fetchOnce({ origin, path: url.slice(slash) || '/', method, headers, body });
       releaseSlot();
       const latencyMs = performance.now() - sentAt;
       const status = result.ok ? result.response.status : undefined;
@@ -341,7 +423,7 @@ export function startFanOut(
       if (result.ok && status !== undefined) {
         const response = result.response;
         if (status >= 200 && status < 300) {
-          return finishSucceeded(item, response, target.href, attempts, firstSentAt);
+          return finishSucceeded(item, response, url, attempts, firstSentAt);
         }
         const location = headerValue(response.headers.location);
         if (REDIRECT_STATUSES.has(status) && location !== undefined) {
@@ -352,9 +434,9 @@ export function startFanOut(
               message: `more than ${options.maxRedirects} redirects`,
             });
           }
-          const next = resolveRedirect(location, target);
+          const next = resolveRedirect(location, new URL(url));
           if (!next.ok) return failure(next.error);
-          if (new URL(next.url).origin !== origin) {
+          if (next.url.slice(0, originEnd(next.url)) !== origin) {
             headers = withoutHeaders(headers, CROSS_ORIGIN_DROPPED_HEADERS);
           }
           // RFC 9110 §15.4: 303 turns into GET; so do 301/302 after a POST (what every client does).
@@ -422,7 +504,8 @@ export function startFanOut(
   ): Outcome | Promise<Outcome> => {
     // Without a pool the transform is synchronous: no promise on the hot path.
     if (runtime.transformRunner === undefined) {
-      return toOutcome(item, response, inlineTransform(options.transform, response), attempts, firstSentAt);
+      const result = inlineTransform(item, response, finalUrl, options.transform);
+      return toOutcome(item, response, result, attempts, firstSentAt);
     }
     return transform(item, response, finalUrl, options.transform, runtime.transformRunner, jobSignal).then(
       (result) => toOutcome(item, response, result, attempts, firstSentAt),
@@ -471,8 +554,9 @@ export function startFanOut(
       connect: guard.connect,
       connections: options.perHost,
       pipelining: 1,
-      headersTimeout: options.timeouts.headersMs,
-      bodyTimeout: options.timeouts.bodyMs,
+      // The HTTP client's sweep owns the headers and body deadlines (http.ts).
+      headersTimeout: 0,
+      bodyTimeout: 0,
     });
     http = createHttpClient({
       dispatcher: agent,
@@ -493,48 +577,40 @@ export function startFanOut(
     const iterator: Iterator<Item> | AsyncIterator<Item> = isAsync
       ? (items as AsyncIterable<Item>)[Symbol.asyncIterator]()
       : (items as Iterable<Item>)[Symbol.iterator]();
-    let exhausted = false;
     const waitForRoom = (): Promise<void> =>
       new Promise<void>((resolve) => {
         producerWake = resolve;
       });
     try {
-      while (stopReason === null) {
-        if (
-          admitted - parked >= maxAdmitted ||
-          admitted >= maxAdmitted + maxParked ||
-          queued() >= maxAdmitted
-        ) {
-          await waitForRoom();
-          continue;
+      if (!isAsync) {
+        const source = iterator as Iterator<Item>;
+        syncSource = source;
+        admitSync(source);
+        // Room is filled by admitSync from now on: the pump wakes when intake stops or the source ends.
+        while (stopReason === null && !intakeDone()) await waitForRoom();
+        syncSource = null;
+        if (fatal !== null) throw fatal;
+      } else {
+        const source = iterator as AsyncIterator<Item>;
+        while (stopReason === null) {
+          if (!hasRoom()) {
+            await waitForRoom();
+            continue;
+          }
+          if (deadline !== undefined && clock.now() >= deadline) {
+            stop('deadline');
+            break;
+          }
+          const next = await source.next();
+          if (next.done) {
+            exhausted = true;
+            break;
+          }
+          admit(next.value);
         }
-        if (deadline !== undefined && clock.now() >= deadline) {
-          stop('deadline');
-          break;
-        }
-        const next = isAsync ? await iterator.next() : (iterator as Iterator<Item>).next();
-        if (next.done) {
-          exhausted = true;
-          break;
-        }
-        total++;
-        admitted++;
-        itemsInFlight++;
-        const item = next.value;
-        runItem(item).then(emit, (error: unknown) => {
-          // A bug, not an item's failure: record it on the item rather than lose the outcome.
-          emit({
-            id: item.id,
-            url: item.url,
-            ok: false,
-            error: { code: 'CONNECTION', message: `internal error: ${String(error)}` },
-            attempts: 0,
-            ms: 0,
-          });
-        });
       }
       while (admitted > 0) await waitForRoom();
-      if (!exhausted && !consumerLeft()) {
+      if (!intakeDone() && !consumerLeft()) {
         // Every item left in the source still gets its outcome (ABORTED or pending), never dropped,
         // unless the consumer has left: then no one would read them (a Ctrl-C that breaks its loop).
         for (;;) {
@@ -593,7 +669,7 @@ export function startFanOut(
             queue.splice(0, queueHead);
             queueHead = 0;
           }
-          wakeProducer();
+          madeRoom();
           return { value, done: false };
         }
         if (finished) {
@@ -627,6 +703,15 @@ export function startFanOut(
   };
 
   return { outcomes, progress: snapshot, hostStats: () => hosts.stats() };
+}
+
+/**
+ * Where the origin of a normalized http(s) URL ends: the first `/` after `//` (WHATWG serializes every
+ * http(s) URL with a path, and a host never holds a `/`).
+ */
+function originEnd(url: string): number {
+  const slash = url.indexOf('/', url.indexOf('//') + 2);
+  return slash < 0 ? url.length : slash;
 }
 
 async function closeIterator(iterator: Iterator<Item> | AsyncIterator<Item>): Promise<void> {
@@ -690,35 +775,32 @@ function transform(
   return runner(fetched, spec, signal);
 }
 
-/** Without a transform pool: JSON bodies parsed (auto/json), everything else as text (raw). */
-function inlineTransform(spec: TransformSpec, response: HttpResponse): TransformResult {
-  if (spec.name !== 'auto' && spec.name !== 'json' && spec.name !== 'raw') {
-    return {
+/**
+ * Without a transform pool: the pool's own inline path for the cheap built-ins (auto, json, raw, digest),
+ * so a job gives the same values with or without a pool; the others need a pool.
+ */
+function inlineTransform(
+  item: Item,
+  response: HttpResponse,
+  finalUrl: string,
+  spec: TransformSpec,
+): TransformResult {
+  const chunks = response.chunks;
+  const fetched: FetchedResponse = {
+    itemId: item.id,
+    url: finalUrl,
+    status: response.status,
+    headers: flattenHeaders(response.headers),
+    // A view is enough on this thread: no copy (the pool path copies to transfer).
+    body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, response.bytes),
+  };
+  return (
+    applyCheapTransform(spec.name, fetched, spec.options) ?? {
       ok: false,
       code: 'TRANSFORM_ERROR',
       message: `transform "${spec.name}" needs the transform pool`,
-    };
-  }
-  const contentType = headerValue(response.headers['content-type'])?.toLowerCase() ?? '';
-  const text = decodeText(response.chunks, response.bytes, contentType);
-  if (spec.name === 'raw' || !contentType.includes('json')) return { ok: true, value: text };
-  try {
-    return { ok: true, value: JSON.parse(text) };
-  } catch (error) {
-    return { ok: false, code: 'TRANSFORM_ERROR', message: `invalid JSON: ${(error as Error).message}` };
-  }
-}
-
-function decodeText(chunks: Buffer[], bytes: number, contentType: string): string {
-  const charset = /charset="?([^";\s]+)/.exec(contentType)?.[1];
-  const single = chunks.length === 1 ? chunks[0] : undefined;
-  const buffer = single ?? Buffer.concat(chunks, bytes);
-  if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return buffer.toString('utf8');
-  try {
-    return new TextDecoder(charset).decode(buffer);
-  } catch {
-    return buffer.toString('utf8');
-  }
+    }
+  );
 }
 
 /** A fresh, exactly sized buffer the pool can move to a worker (socket chunks share larger buffers). */

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fanOut } from '../../functions/core/engine.ts';
 import type { ErrorCode } from '../../functions/core/errors.ts';
+import { applyCheapTransform } from '../../functions/core/transforms/inline.ts';
 import type { FetchedResponse, Outcome, Runtime, TransformRunner } from '../../functions/core/types.ts';
 import { recordingClock } from '../support/clock.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
@@ -116,7 +117,10 @@ describe('body limits and decoding', () => {
       maxBodyBytes: 5_000,
       transform: { name: 'raw' },
     });
-    expect(outcome.ok && typeof outcome.value === 'string' && outcome.value.length).toBe(5_000);
+    // The pool's `raw`, run inline: these bytes are not labelled text, so they come back base64.
+    expect(outcome).toMatchObject({ ok: true, value: { encoding: 'base64', status: 200 } });
+    const value = outcome.ok ? (outcome.value as { body: string }) : { body: '' };
+    expect(Buffer.from(value.body, 'base64').length).toBe(5_000);
   });
 
   it.each(['gzip', 'deflate', 'br'])('decodes a %s body', async (encoding) => {
@@ -132,11 +136,38 @@ describe('body limits and decoding', () => {
 });
 
 describe('transforms', () => {
-  it('parses JSON with auto, keeps HTML as text, and decodes a declared charset', async () => {
+  it('parses JSON with auto, keeps HTML as text, and decodes a declared charset (the pool built-ins, inline)', async () => {
     expect(await one(`${upstream.url}item/3`)).toMatchObject({ ok: true, value: { id: 3 } });
     const html = await one(`${upstream.url}html`);
-    expect(html.ok && String(html.value)).toContain('<h1>Héllo</h1>');
-    expect(await one(`${upstream.url}latin1`)).toMatchObject({ ok: true, value: 'café crème\n' });
+    expect(html).toMatchObject({ ok: true, value: { encoding: 'text', charset: 'utf-8' } });
+    expect(html.ok && (html.value as { body: string }).body).toContain('<h1>Héllo</h1>');
+    expect(await one(`${upstream.url}latin1`)).toMatchObject({
+      ok: true,
+      value: { encoding: 'text', charset: 'iso-8859-1', body: 'café crème\n' },
+    });
+  });
+
+  it('gives the same values without a pool as the pool gives for small bodies (auto, json, raw, digest)', async () => {
+    // What the pool does for a body under INLINE_MAX_BODY_BYTES: the cheap built-in on the main thread.
+    const poolInline: TransformRunner = async (response, spec) =>
+      applyCheapTransform(spec.name, response, spec.options) ?? {
+        ok: false,
+        code: 'TRANSFORM_ERROR',
+        message: 'n/a',
+      };
+    for (const name of ['auto', 'json', 'raw', 'digest']) {
+      for (const path of ['item/5', 'html', 'latin1']) {
+        const url = `${upstream.url}${path}`;
+        const spec = { transform: { name } };
+        const withPool = await one(url, spec, { transformRunner: poolInline });
+        const without = await one(url, spec);
+        expect(without.ok).toBe(withPool.ok);
+        if (without.ok && withPool.ok) expect(without.value).toEqual(withPool.value);
+        if (!without.ok && !withPool.ok && !without.pending && !withPool.pending) {
+          expect(without.error).toEqual(withPool.error);
+        }
+      }
+    }
   });
 
   it('records TRANSFORM_ERROR for a JSON body that does not parse', async () => {
