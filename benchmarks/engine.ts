@@ -4,7 +4,9 @@
 //
 // The harness (../shared/bench, or FANOUT_BENCH_DIR) is read-only and copies itself to /tmp before it
 // runs, so the contender goes in as an absolute path, copied to a temporary `fanout.mjs` (the harness
-// names a contender after its file), and finds this repository through FANOUT_ROOT.
+// names a contender after its file), and finds this repository through FANOUT_ROOT. A second copy,
+// `fanout-noguard.mjs`, runs without the destination guard (the engine's benchmark-only seam), so the
+// same run prints the guard's cost: the S3-guard line compares the two in S3 (medians).
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,7 +31,9 @@ if (!existsSync(runScript)) {
 
 const work = mkdtempSync(join(tmpdir(), 'fanout-bench-'));
 const contender = join(work, 'fanout.mjs');
+const noGuard = join(work, 'fanout-noguard.mjs');
 copyFileSync(join(root, 'benchmarks', 'fanout-contender.mjs'), contender);
+copyFileSync(join(root, 'benchmarks', 'fanout-contender.mjs'), noGuard);
 const outDir = join(work, 'results');
 
 const args = [
@@ -37,9 +41,11 @@ const args = [
   '--scenarios',
   values.scenarios,
   '--peers',
-  `fanout,${values.peers}`,
+  `fanout,fanout-noguard,${values.peers}`,
   '--contender',
   contender,
+  '--contender',
+  noGuard,
   '--reps',
   values.reps,
   '--out',
@@ -126,8 +132,33 @@ for (const [key, { scenario, floor, rows }] of Object.entries(summary.summaries)
     });
   }
 }
+// The guard's cost (issue 4): the same contender with and without the guard, S3 of the same run.
+const s3 = summary.summaries.S3?.rows;
+const guardOn = s3?.find((row) => row.peer === 'fanout');
+const guardOff = s3?.find((row) => row.peer === 'fanout-noguard');
+if (guardOn !== undefined && guardOff !== undefined) {
+  const rpsGuard = median(guardOn.rps);
+  const rpsNoGuard = median(guardOff.rps);
+  const cpuGuard = median(guardOn.cpuPer1k);
+  const cpuNoGuard = median(guardOff.cpuPer1k);
+  const costPct = rpsGuard !== null && rpsNoGuard ? (1 - rpsGuard / rpsNoGuard) * 100 : null;
+  const cpuCostPct = cpuGuard !== null && cpuNoGuard ? (cpuGuard / cpuNoGuard - 1) * 100 : null;
+  lines.push('');
+  lines.push(
+    `S3 guard cost: ${cell(rpsGuard)} req/s with the guard, ${cell(rpsNoGuard)} without: ${cell(costPct, 1)}% fewer req/s` +
+      ` (CPU per 1k: ${cell(cpuGuard, 1)} vs ${cell(cpuNoGuard, 1)} ms, ${cell(cpuCostPct, 1)}% more); target < 5%`,
+  );
+  records.push({
+    scenario: 'S3-guard',
+    rps_guard: round(rpsGuard, 0),
+    rps_noguard: round(rpsNoGuard, 0),
+    cost_pct: round(costPct, 1),
+    cpu_cost_pct: round(cpuCostPct, 1),
+  });
+}
 process.stdout.write(`${lines.join('\n')}\n\n`);
 for (const record of records) process.stdout.write(`${JSON.stringify(record)}\n`);
 process.stderr.write(`bench:engine: harness results in ${outDir} (summary.md, raw.jsonl)\n`);
 // The contender copy goes; the results stay for a closer look.
 rmSync(contender, { force: true });
+rmSync(noGuard, { force: true });

@@ -5,8 +5,12 @@
 // The harness runs contenders from its own copy of the bench (cwd = that copy), so the engine is
 // imported by absolute path: FANOUT_ROOT (set by benchmarks/engine.ts) or this file's repository.
 // Outcomes are streamed and checked one by one, never kept: that is how fanout runs a real job.
+//
+// Named `fanout-noguard*.mjs` (benchmarks/engine.ts makes that copy), it runs without the destination
+// guard through the engine's benchmark-only seam, so the same run shows what the guard costs (S3-guard).
+// Otherwise the guard is on, with loopback allowed as an operator would (`--allow 127.0.0.1`).
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = process.env.FANOUT_ROOT ?? fileURLToPath(new URL('..', import.meta.url));
@@ -30,12 +34,14 @@ const options = {
   maxRedirects: 5,
   transform: { name: 'json' },
 };
-const meter = startMeter('fanout', args);
+const guarded = !basename(fileURLToPath(import.meta.url)).startsWith('fanout-noguard');
+const runtime = guarded ? { allow: ['127.0.0.1'] } : { benchmarkWithoutGuard: true };
+const meter = startMeter(guarded ? 'fanout' : 'fanout-noguard', args);
 
 let ok = 0;
 let failed = 0;
 const errors = {};
-for await (const outcome of fanOut(args.urls, options, { allow: ['127.0.0.1'] })) {
+for await (const outcome of fanOut(args.urls, options, runtime)) {
   if (!outcome.ok) {
     failed++;
     const code = outcome.pending ? 'PENDING' : outcome.error.code;

@@ -11,6 +11,7 @@
 // item waiting like that steps aside (`parked`) so intake goes on and other origins keep their pace;
 // parked items are bounded too (PARKED_PER_SLOT per slot of concurrency).
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import connectorFactory from 'undici/lib/core/connect.js';
 import Agent from 'undici/lib/dispatcher/agent.js';
 import { type Clock, systemClock } from './clock.ts';
 import type { ErrorCode, ItemError } from './errors.ts';
@@ -55,6 +56,12 @@ const PARKED_PER_SLOT = 4;
 export type EngineRuntime = Runtime & {
   /** This run's share of every origin's budget (perHost and perHostRate divided by it); default 1. */
   hostShare?: number;
+  /**
+   * BENCHMARK ONLY (bench:engine's `fanout-noguard`, to measure what the destination guard costs): no
+   * URL check and undici's plain connector, so any address is reached. No handler, CLI flag or
+   * environment variable sets it; never set it anywhere else.
+   */
+  benchmarkWithoutGuard?: true;
 };
 const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 /** Credentials never follow a redirect to another origin. */
@@ -66,7 +73,7 @@ type StopReason = 'fail-fast' | 'failure-ratio' | 'deadline' | 'signal' | 'consu
 export function fanOut(
   items: readonly unknown[],
   options: unknown = {},
-  runtime: Runtime = {},
+  runtime: EngineRuntime = {},
 ): AsyncIterableIterator<Outcome> {
   const parsedOptions = parseOptions(options);
   const parsed = parseItems(items);
@@ -101,7 +108,7 @@ export function startFanOut(
   if (runtime.allow !== undefined) guardOptions.allow = runtime.allow;
   if (runtime.allowedPorts !== undefined) guardOptions.allowedPorts = runtime.allowedPorts;
   if (runtime.lookup !== undefined) guardOptions.lookup = runtime.lookup;
-  const guard = createDestinationGuard(guardOptions);
+  const guard = runtime.benchmarkWithoutGuard === true ? null : createDestinationGuard(guardOptions);
   /** The guard's verdict per origin: a job hits few origins many times (credentials never get this far). */
   const verdicts = new Map<string, ItemError | null>();
   let lastOrigin = '';
@@ -111,7 +118,7 @@ export function startFanOut(
     if (origin === lastOrigin) return lastVerdict;
     let verdict = verdicts.get(origin);
     if (verdict === undefined) {
-      verdict = guard.checkUrl(new URL(origin));
+      verdict = guard === null ? null : guard.checkUrl(new URL(origin));
       if (verdicts.size >= MAX_CACHED_VERDICTS) verdicts.clear();
       verdicts.set(origin, verdict);
     }
@@ -551,7 +558,7 @@ export function startFanOut(
     startedAtMs = performance.now();
     loopDelay.enable();
     agent = new Agent({
-      connect: guard.connect,
+      connect: guard === null ? connectorFactory({ timeout: options.timeouts.connectMs }) : guard.connect,
       connections: options.perHost,
       pipelining: 1,
       // The HTTP client's sweep owns the headers and body deadlines (http.ts).

@@ -118,3 +118,32 @@ describe('a job cannot relax the policy', () => {
     expect(() => fanOut([`${upstream.origin}/item/1`], { allow: ['private'] }, {})).toThrow(/allow/);
   });
 });
+
+describe('the benchmark-only seam (bench:engine fanout-noguard)', () => {
+  it('is the only way past the policy: without it loopback is blocked, with it the same items arrive', async () => {
+    const items = [`${upstream.origin}/item/1`, `${upstream.origin}/item/2`];
+    const guarded = await run(items, {});
+    expect(
+      guarded.every(
+        (outcome) => !outcome.ok && !outcome.pending && outcome.error.code === 'BLOCKED_DESTINATION',
+      ),
+    ).toBe(true);
+    expect(upstream.hits()).toBe(0);
+
+    const outcomes: Outcome[] = [];
+    for await (const outcome of fanOut(items, {}, { benchmarkWithoutGuard: true })) outcomes.push(outcome);
+    expect(outcomes.map((outcome) => outcome.ok)).toEqual([true, true]);
+    expect(upstream.hits()).toBe(2);
+  });
+
+  it('is set by nothing but the benchmark contender', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const hits = execFileSync('grep', ['-rl', 'benchmarkWithoutGuard', 'functions', 'infra', 'benchmarks'], {
+      encoding: 'utf8',
+    })
+      .trim()
+      .split('\n')
+      .sort();
+    expect(hits).toEqual(['benchmarks/fanout-contender.mjs', 'functions/core/engine.ts']);
+  });
+});
