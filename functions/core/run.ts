@@ -25,7 +25,16 @@ import {
   storeLayout,
   writeManifest,
 } from './store.ts';
-import type { HostStats, Item, Manifest, ManifestCounts, Outcome, StoreConfig } from './types.ts';
+import type {
+  FailedOutcome,
+  HostStats,
+  Item,
+  Manifest,
+  ManifestCounts,
+  Outcome,
+  StoreConfig,
+  SucceededOutcome,
+} from './types.ts';
 
 export type JobRuntime = import('./types.ts').Runtime & {
   store: StoreConfig;
@@ -192,7 +201,8 @@ class PartSink {
     this.#session = session;
   }
 
-  async write(line: string): Promise<void> {
+  /** Takes one line; a promise only when the caller must wait (backpressure, or a roll's checkpoint). */
+  write(line: string): Promise<void> | undefined {
     if (!this.current) {
       this.current = new StreamedObject({
         layout: this.#session.layout,
@@ -202,10 +212,14 @@ class PartSink {
       });
     }
     const part = this.current;
-    await part.write(line);
-    // A full part is closed and listed at once: the roll is a checkpoint.
-    if (part.bytes >= this.#session.layout.partBytes && this.current === part)
-      await this.#session.checkpoint();
+    const wait = part.write(line);
+    return part.bytes >= this.#session.layout.partBytes ? this.#roll(part, wait) : wait;
+  }
+
+  /** A full part is closed and listed at once: the roll is a checkpoint. */
+  async #roll(part: StreamedObject, wait: Promise<void> | undefined): Promise<void> {
+    await wait;
+    if (this.current === part) await this.#session.checkpoint();
   }
 
   /** Hands over the open part (if it holds anything) for closing; the next write opens a new one. */
@@ -401,10 +415,8 @@ class RunSession {
 
   async #record(outcome: Outcome): Promise<void> {
     if (outcome.ok) {
-      const { id, url, status, attempts, ms } = outcome;
-      await this.#results.write(
-        JSON.stringify({ id, url, status, attempts, ms, value: outcome.value ?? null }),
-      );
+      const wait = this.#results.write(resultLine(outcome));
+      if (wait) await wait;
       return;
     }
     if (outcome.pending === true) {
@@ -422,10 +434,10 @@ class RunSession {
       this.#pendingLines++;
       return;
     }
-    const { id, url, error, attempts, ms } = outcome;
-    if (error.code === 'ABORTED' && !this.#aborted)
-      this.#aborted = { code: 'ABORTED', message: error.message };
-    await this.#errors.write(JSON.stringify({ id, url, error, attempts, ms }));
+    if (outcome.error.code === 'ABORTED' && !this.#aborted)
+      this.#aborted = { code: 'ABORTED', message: outcome.error.message };
+    const wait = this.#errors.write(errorLine(outcome));
+    if (wait) await wait;
   }
 
   /** Closes the open parts and lists them in a `running` manifest; serialized, so parts list in order. */
@@ -646,6 +658,26 @@ function onAbort(signal: AbortSignal | undefined, listener: (reason: unknown) =>
   const handler = (): void => listener(signal.reason);
   signal.addEventListener('abort', handler, { once: true });
   return () => signal.removeEventListener('abort', handler);
+}
+
+/**
+ * `{"id","url","status","attempts","ms","value"}`: the same text as JSON.stringify of that object, built
+ * without the object (one stringify of the value, the rest by hand). The id leads, for idOfLine.
+ */
+function resultLine(outcome: SucceededOutcome): string {
+  const value = JSON.stringify(outcome.value ?? null) ?? 'null';
+  return `{"id":${JSON.stringify(outcome.id)},"url":${JSON.stringify(outcome.url)},"status":${jsonNumber(outcome.status)},"attempts":${jsonNumber(outcome.attempts)},"ms":${jsonNumber(outcome.ms)},"value":${value}}`;
+}
+
+/** `{"id","url","error":{"code","message","status"?},"attempts","ms"}`, built the same way. */
+function errorLine(outcome: FailedOutcome): string {
+  const { id, url, error, attempts, ms } = outcome;
+  return `{"id":${JSON.stringify(id)},"url":${JSON.stringify(url)},"error":${JSON.stringify(error)},"attempts":${jsonNumber(attempts)},"ms":${jsonNumber(ms)}}`;
+}
+
+/** A number as JSON.stringify writes it (NaN and the infinities as null). */
+function jsonNumber(value: number): string {
+  return Number.isFinite(value) ? String(value) : 'null';
 }
 
 const LEADING_ID = /^\{"id":"([A-Za-z0-9._-]+)"/;

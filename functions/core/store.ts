@@ -1,10 +1,13 @@
 // The result store: the job's S3 layout, streamed JSONL parts (lib-storage), conditional writes, the manifest.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { createGunzip, createGzip } from 'node:zlib';
+import type { Readable } from 'node:stream';
+import { createGunzip, createGzip, type Gzip } from 'node:zlib';
 import {
   AbortMultipartUploadCommand,
+  type CompletedPart,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -14,8 +17,8 @@ import {
   PutObjectCommand,
   type PutObjectCommandInput,
   type S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { DEFAULT_PREFIX } from './defaults.ts';
 import { FanoutError } from './errors.ts';
 import type { Manifest, StoreConfig } from './types.ts';
@@ -41,9 +44,17 @@ export const HEARTBEAT_MS = 2_500;
 export const LEASE_MS = 8_000;
 /** Final writes get their own deadline: they must land even when the job's signal has fired. */
 export const FINAL_WRITE_TIMEOUT_MS = 10_000;
-/** lib-storage chunk size and parallel chunks per part: memory per open part is about their product. */
+/** A multipart chunk: S3's minimum part size, so an object's memory is as small as S3 allows. */
 const UPLOAD_CHUNK_BYTES = 5 * 1024 * 1024;
+/** Parts in flight per object; a write waits when all are busy. Memory: (this + 1) chunks at most. */
 const UPLOAD_QUEUE_SIZE = 2;
+/** Lines are joined up to this many UTF-16 units before they are encoded: one encode per ~64 KiB. */
+const TEXT_BATCH_CHARS = 64 * 1024;
+/** A chunk buffer once full size: a part plus room for one more batch (3 bytes per unit at worst). */
+const FULL_CHUNK_BYTES = UPLOAD_CHUNK_BYTES + 3 * TEXT_BATCH_CHARS;
+/** A new object starts small: most errors parts and pending objects never need more. */
+const FIRST_CHUNK_BYTES = 16 * 1024;
+const EMPTY = Buffer.alloc(0);
 const RUN_DIGITS = 4;
 const PART_DIGITS = 5;
 const TOKEN_METADATA = 'fanout-token';
@@ -415,7 +426,14 @@ export interface PartOptions {
 
 /**
  * One object written as a stream: lines in, a multipart upload (or a single PUT when small) out.
- * Memory is bounded by lib-storage's chunk size times its queue, whatever the object's size.
+ *
+ * Lines are joined into ~64 KiB of text, then encoded straight into one reused 5 MiB chunk buffer (or
+ * through gzip into it); a full chunk goes out as an UploadPart while the next one fills, at most
+ * UPLOAD_QUEUE_SIZE in flight, and writes wait (backpressure) when they are all busy. So an open object
+ * holds at most (UPLOAD_QUEUE_SIZE + 1) x 5 MiB whatever its size, with no per-line Buffer or stream
+ * call and no re-concatenation (lib-storage's Upload copies each chunk out of a list of small buffers).
+ * An object that never fills a chunk is one PUT. Create-only objects carry `IfNoneMatch: "*"` on that
+ * PUT or on CompleteMultipartUpload.
  */
 export class StreamedObject {
   readonly key: string;
@@ -423,90 +441,264 @@ export class StreamedObject {
   bytes = 0;
   lines = 0;
   readonly #layout: StoreLayout;
-  readonly #input: Writable;
-  readonly #upload: Upload;
-  readonly #done: Promise<void>;
   readonly #token: string;
+  readonly #createOnly: boolean;
+  readonly #contentType: string;
+  readonly #gzip: Gzip | null;
+  /** Cancels this object's requests when it is abandoned. */
+  readonly #cancel = new AbortController();
+  /** Lines not yet encoded: joined as one string, encoded once per batch. */
+  #text = '';
+  #chunk: Buffer = Buffer.allocUnsafe(FIRST_CHUNK_BYTES);
+  #length = 0;
+  /** A chunk buffer whose upload finished, kept for the next chunk (no new 5 MiB allocation). */
+  #spare: Buffer | null = null;
+  #uploadId: Promise<string> | null = null;
+  #partNumber = 0;
+  readonly #parts: CompletedPart[] = [];
+  readonly #inFlight = new Set<Promise<void>>();
+  /** The flush a write is waiting on; close() waits for it too. */
+  #busy: Promise<void> | null = null;
+  /** The chunk the compressor's output filled, on its way out (the compressor is paused meanwhile). */
+  #gzipShipping: Promise<void> | null = null;
   #failure: unknown;
   #state: 'open' | 'closing' | 'closed' | 'aborted' = 'open';
 
   constructor(options: PartOptions) {
-    const { layout, key } = options;
-    this.key = key;
-    this.#layout = layout;
+    this.key = options.key;
+    this.#layout = options.layout;
     this.#token = options.token;
-    const gzip = key.endsWith('.gz');
-    const body = new PassThrough();
-    const input = gzip ? createGzip() : body;
-    if (gzip) input.pipe(body);
-    this.#input = input;
-    this.#upload = new Upload({
-      client: layout.client,
-      queueSize: UPLOAD_QUEUE_SIZE,
-      partSize: UPLOAD_CHUNK_BYTES,
-      leavePartsOnError: false,
-      params: {
-        Bucket: layout.bucket,
-        Key: key,
-        Body: body,
-        ContentType: gzip ? 'application/gzip' : (options.contentType ?? 'application/x-ndjson'),
-        Metadata: { [TOKEN_METADATA]: options.token },
-        ...(options.createOnly ? { IfNoneMatch: '*' } : {}),
-      },
-    });
-    this.#done = this.#upload.done().then(
-      () => undefined,
-      (error: unknown) => {
-        this.#failure = error;
-        throw error;
-      },
-    );
-    // Recorded and rethrown by close(); the handler keeps an early failure from being unhandled.
-    this.#done.catch(() => undefined);
+    this.#createOnly = options.createOnly;
+    const gzip = options.key.endsWith('.gz');
+    this.#contentType = gzip ? 'application/gzip' : (options.contentType ?? 'application/x-ndjson');
+    this.#gzip = gzip ? this.#startGzip() : null;
   }
 
-  /** Writes one line; resolves when the stream can take more (backpressure), rejects if the upload failed. */
-  async write(line: string): Promise<void> {
+  /**
+   * Takes one line. Returns undefined when it was only buffered (the common case: no promise), or a
+   * promise to await before the next write when a batch went out and the stream is full.
+   */
+  write(line: string): Promise<void> | undefined {
     if (this.#state !== 'open') throw new Error(`${this.key}: write after close`);
     if (this.#failure !== undefined) throw this.#failure;
-    const text = `${line}\n`;
-    this.bytes += Buffer.byteLength(text);
+    this.#text += `${line}\n`;
+    this.bytes += Buffer.byteLength(line) + 1;
     this.lines++;
-    if (!this.#input.write(text)) {
-      await Promise.race([once(this.#input, 'drain'), this.#done]);
-    }
+    if (this.#text.length < TEXT_BATCH_CHARS) return undefined;
+    const busy = this.#flushText().finally(() => {
+      if (this.#busy === busy) this.#busy = null;
+    });
+    this.#busy = busy;
+    return busy;
   }
 
-  /** Ends the stream and waits until the object is durable; a create-only conflict with our own retry is success. */
+  /** Ends the object and waits until it is durable; a create-only conflict with our own retry is success. */
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     if (this.#state === 'aborted') throw new Error(`${this.key}: closed after abort`);
     this.#state = 'closing';
-    this.#input.end();
     try {
-      await this.#done;
+      await this.#busy;
+      await this.#flushText();
+      if (this.#gzip) {
+        const ended = once(this.#gzip, 'end');
+        this.#gzip.end();
+        await ended;
+        await this.#gzipShipping;
+      }
+      await this.#drain();
+      if (this.#uploadId === null) await this.#putWhole();
+      else await this.#completeMultipart();
     } catch (error) {
       if (!isConditionFailure(error) || (await tokenOf(this.#layout, this.key, undefined)) !== this.#token) {
+        await this.#abortUpload(finalWriteSignal(undefined)).catch(() => undefined);
         throw error;
       }
     }
     this.#state = 'closed';
+    this.#release();
   }
 
   /** Abandons the object: the multipart upload is aborted on S3 too, so no invisible parts are billed. */
   async abort(signal?: AbortSignal): Promise<void> {
     if (this.#state === 'closed' || this.#state === 'aborted') return;
     this.#state = 'aborted';
-    await this.#upload.abort();
-    this.#input.destroy();
-    await this.#done.catch(() => undefined);
-    // lib-storage aborts the upload it knows of in the background; do it here so it is done on return,
-    // including one whose CreateMultipartUpload was still in flight (its promise is not public).
-    const pending = (this.#upload as unknown as { createMultiPartPromise?: Promise<{ UploadId?: string }> })
-      .createMultiPartPromise;
-    const uploadId = this.#upload.uploadId ?? (await pending?.catch(() => undefined))?.UploadId;
-    if (uploadId) {
-      await abortUploadQuietly(this.#layout, this.key, uploadId, signal ?? finalWriteSignal(undefined));
+    this.#cancel.abort();
+    this.#gzip?.destroy();
+    await Promise.allSettled([...this.#inFlight]);
+    await this.#abortUpload(signal ?? finalWriteSignal(undefined));
+    this.#release();
+  }
+
+  #startGzip(): Gzip {
+    const gzip = createGzip();
+    gzip.on('data', (bytes: Buffer) => {
+      this.#append(bytes);
+      if (this.#length < UPLOAD_CHUNK_BYTES) return;
+      // Hold the compressor while the chunk goes out: its buffers fill, and writes wait for 'drain'.
+      gzip.pause();
+      this.#gzipShipping = this.#ship().then(
+        () => {
+          gzip.resume();
+        },
+        (error: unknown) => {
+          this.#failure ??= error;
+          gzip.resume();
+        },
+      );
+    });
+    gzip.on('error', (error) => {
+      this.#failure ??= error;
+    });
+    return gzip;
+  }
+
+  async #flushText(): Promise<void> {
+    const text = this.#text;
+    if (text === '') return;
+    this.#text = '';
+    if (this.#gzip) {
+      if (!this.#gzip.write(text)) await Promise.race([once(this.#gzip, 'drain'), once(this.#gzip, 'close')]);
+    } else {
+      this.#appendText(text);
+      if (this.#length >= UPLOAD_CHUNK_BYTES) await this.#ship();
     }
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  #appendText(text: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that, then encode in place.
+    this.#reserve(text.length * 3);
+    this.#length += this.#chunk.write(text, this.#length, 'utf8');
+  }
+
+  #append(bytes: Buffer): void {
+    this.#reserve(bytes.length);
+    bytes.copy(this.#chunk, this.#length);
+    this.#length += bytes.length;
+  }
+
+  #reserve(extra: number): void {
+    const needed = this.#length + extra;
+    if (needed <= this.#chunk.length) return;
+    // Small objects (most errors parts, pending) stay small; a big one reaches one full chunk quickly.
+    const grown = Buffer.allocUnsafe(Math.max(needed, Math.min(this.#chunk.length * 4, FULL_CHUNK_BYTES)));
+    this.#chunk.copy(grown, 0, 0, this.#length);
+    this.#chunk = grown;
+  }
+
+  /** Sends the filled chunk as the next part (waiting for a free slot first) and starts a new chunk. */
+  async #ship(): Promise<void> {
+    while (this.#inFlight.size >= UPLOAD_QUEUE_SIZE) await Promise.race(this.#inFlight);
+    if (this.#failure !== undefined) throw this.#failure;
+    const buffer = this.#chunk;
+    const body = buffer.subarray(0, this.#length);
+    this.#chunk = this.#spare ?? Buffer.allocUnsafe(FULL_CHUNK_BYTES);
+    this.#spare = null;
+    this.#length = 0;
+    const partNumber = ++this.#partNumber;
+    const upload = this.#uploadPart(partNumber, body).then(
+      (part) => {
+        this.#parts.push(part);
+        if (buffer.length >= FULL_CHUNK_BYTES) this.#spare = buffer;
+      },
+      (error: unknown) => {
+        this.#failure ??= error;
+      },
+    );
+    const tracked = upload.finally(() => this.#inFlight.delete(tracked));
+    this.#inFlight.add(tracked);
+  }
+
+  async #uploadPart(partNumber: number, body: Buffer): Promise<CompletedPart> {
+    this.#uploadId ??= this.#createMultipart();
+    const uploadId = await this.#uploadId;
+    const reply = await this.#layout.client.send(
+      new UploadPartCommand({
+        Bucket: this.#layout.bucket,
+        Key: this.key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+        Body: body,
+      }),
+      { abortSignal: this.#cancel.signal },
+    );
+    if (!reply.ETag) throw new Error(`${this.key}: part ${partNumber} came back without an ETag`);
+    return {
+      PartNumber: partNumber,
+      ETag: reply.ETag,
+      ...(reply.ChecksumCRC32 ? { ChecksumCRC32: reply.ChecksumCRC32 } : {}),
+      ...(reply.ChecksumCRC32C ? { ChecksumCRC32C: reply.ChecksumCRC32C } : {}),
+      ...(reply.ChecksumCRC64NVME ? { ChecksumCRC64NVME: reply.ChecksumCRC64NVME } : {}),
+      ...(reply.ChecksumSHA1 ? { ChecksumSHA1: reply.ChecksumSHA1 } : {}),
+      ...(reply.ChecksumSHA256 ? { ChecksumSHA256: reply.ChecksumSHA256 } : {}),
+    };
+  }
+
+  async #createMultipart(): Promise<string> {
+    // As lib-storage does: with the SDK's default checksums, the upload declares CRC32 for its parts.
+    const checksums = await this.#layout.client.config.requestChecksumCalculation();
+    // Not cancellable: once created, abort() needs its id to abort it on S3.
+    const reply = await this.#layout.client.send(
+      new CreateMultipartUploadCommand({
+        Bucket: this.#layout.bucket,
+        Key: this.key,
+        ContentType: this.#contentType,
+        Metadata: { [TOKEN_METADATA]: this.#token },
+        ...(checksums === 'WHEN_SUPPORTED' ? { ChecksumAlgorithm: 'CRC32' as const } : {}),
+      }),
+    );
+    if (!reply.UploadId) throw new Error(`${this.key}: CreateMultipartUpload returned no UploadId`);
+    return reply.UploadId;
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.race(this.#inFlight);
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  async #putWhole(): Promise<void> {
+    await this.#layout.client.send(
+      new PutObjectCommand({
+        Bucket: this.#layout.bucket,
+        Key: this.key,
+        Body: this.#chunk.subarray(0, this.#length),
+        ContentType: this.#contentType,
+        Metadata: { [TOKEN_METADATA]: this.#token },
+        ...(this.#createOnly ? { IfNoneMatch: '*' } : {}),
+      }),
+      { abortSignal: this.#cancel.signal },
+    );
+  }
+
+  async #completeMultipart(): Promise<void> {
+    // The last part may be any size (S3's 5 MiB minimum is for the others).
+    if (this.#length > 0) await this.#ship();
+    await this.#drain();
+    const uploadId = await this.#uploadId;
+    if (!uploadId) throw new Error(`${this.key}: no multipart upload to complete`);
+    this.#parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
+    await this.#layout.client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: this.#layout.bucket,
+        Key: this.key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: this.#parts },
+        ...(this.#createOnly ? { IfNoneMatch: '*' } : {}),
+      }),
+      { abortSignal: this.#cancel.signal },
+    );
+  }
+
+  async #abortUpload(signal: AbortSignal): Promise<void> {
+    const uploadId = await this.#uploadId?.catch(() => undefined);
+    this.#uploadId = null;
+    if (uploadId) await abortUploadQuietly(this.#layout, this.key, uploadId, signal);
+  }
+
+  #release(): void {
+    this.#chunk = EMPTY;
+    this.#spare = null;
+    this.#text = '';
   }
 }

@@ -1,4 +1,5 @@
 // The result store through the real SDK against fauxqs: layout, read-back, rolls, gzip, resume, failures.
+import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -42,6 +43,11 @@ async function idCounts(manifest: Manifest): Promise<Map<string, number>> {
     counts.set(id, (counts.get(id) ?? 0) + 1);
   }
   return counts;
+}
+
+// fauxqs does not implement ListMultipartUploads; its open uploads are directories under _multipart/.
+async function openUploads(): Promise<number> {
+  return (await readdir(join(s3.dir, '_multipart'))).length;
 }
 
 const everyThird = (_item: unknown, index: number): Verdict => (index % 3 === 2 ? 'fail' : 'ok');
@@ -203,17 +209,46 @@ describe('runJob writes every outcome through the manifest', () => {
   });
 });
 
+describe('streamed objects', () => {
+  it.each([false, true])(
+    'stream a multipart object of several chunks byte for byte (gzip %s)',
+    async (gzip) => {
+      const layout = storeLayout(storeConfig({ gzip }), nextJobId());
+      const key = `${layout.base}/results/0001-00000.jsonl${gzip ? '.gz' : ''}`;
+      const part = new StreamedObject({ layout, key, createOnly: true, token: 't' });
+      const lines: string[] = [];
+      // ~12 MiB that gzip cannot shrink much (random base64, multi-byte UTF-8): 5 MiB chunks, 3 parts.
+      for (let index = 0; index < 1_536; index++) {
+        const line = JSON.stringify({ id: `i${index}`, value: `ü€${randomBytes(3_000).toString('base64')}` });
+        lines.push(line);
+        await part.write(line);
+      }
+      await part.close();
+      expect(part.lines).toBe(1_536);
+      expect(part.bytes).toBe(Buffer.byteLength(`${lines.join('\n')}\n`));
+      expect(await s3.getText(key)).toBe(`${lines.join('\n')}\n`);
+      expect(await openUploads()).toBe(0);
+    },
+  );
+
+  it('writes a small object as one PUT, and an empty one as an empty object', async () => {
+    const layout = storeLayout(storeConfig(), nextJobId());
+    const small = new StreamedObject({ layout, key: `${layout.base}/a.jsonl`, createOnly: true, token: 't' });
+    await small.write('{"id":"a"}');
+    await small.close();
+    const empty = new StreamedObject({ layout, key: `${layout.base}/b.jsonl`, createOnly: true, token: 't' });
+    await empty.close();
+    expect(await s3.getText(`${layout.base}/a.jsonl`)).toBe('{"id":"a"}\n');
+    expect(await s3.getText(`${layout.base}/b.jsonl`)).toBe('');
+  });
+});
+
 describe('streamed parts on failure', () => {
   let restore: (() => void) | undefined;
   afterEach(() => {
     restore?.();
     restore = undefined;
   });
-
-  // fauxqs does not implement ListMultipartUploads; its open uploads are directories under _multipart/.
-  async function openUploads(): Promise<number> {
-    return (await readdir(join(s3.dir, '_multipart'))).length;
-  }
 
   it('aborts the multipart upload on S3 when an upload part fails', async () => {
     const layout = storeLayout(storeConfig(), nextJobId());
@@ -229,7 +264,7 @@ describe('streamed parts on failure', () => {
     const line = 'y'.repeat(64 * 1024);
     let failed: unknown;
     try {
-      // 6 MiB: over lib-storage's 5 MiB chunk, so a multipart upload is created.
+      // 6 MiB: over the 5 MiB chunk, so a multipart upload is created.
       for (let index = 0; index < 96; index++) await part.write(line);
       await part.close();
     } catch (error) {
