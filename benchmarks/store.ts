@@ -3,9 +3,10 @@
 //   npm run bench:store                                    1,000 / 10,000 / 100,000 items (1 KB bodies), both heaps
 //   npm run bench:store -- --sizes 1000,5000 --cost 5000 --rounds 1 --heaps default    a quick check
 //
-// The parent runs the local upstream (127.0.0.1) and the embedded S3; each measurement is a fresh child
-// process that runs one job and reports its peak RSS (the kernel's high-water mark), its wall time and
-// the peaks of V8's heap and of memory outside it (Buffers), sampled every 50 ms.
+// The parent runs the local upstream (127.0.0.1), a second process the embedded S3 (its synchronous file
+// writes must not stall the upstream: in production S3 is another service); each measurement is a fresh
+// child process that runs one job and reports its peak RSS (the kernel's high-water mark), its wall time,
+// the peaks of V8's heap and of memory outside it (Buffers), sampled every 50 ms, and its CPU.
 //
 // Two ways to hand over a job:
 // - `source`: the items as an S3 object (one URL a line), `source: { s3 }` in the job. runJob streams it
@@ -23,9 +24,10 @@
 //
 // The write cost runs the same 100k source job twice per round, alternating: `written` (runJob: parts,
 // checkpoints, manifest, to the embedded S3) and `discarded` (the same source read and engine, outcomes
-// dropped), best of the rounds. The embedded S3 runs in the parent and shares the machine's cores with
-// the upstream and the child: its CPU is part of what writing costs here (on Lambda, S3 is remote).
-import { spawn } from 'node:child_process';
+// dropped), best of the rounds. The embedded S3 shares the machine's cores with the upstream and the
+// job: its CPU (printed) is part of what writing costs here; on Lambda, S3 is remote.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +67,10 @@ interface ChildResult {
   peak_rss_mb: number;
   peak_heap_mb: number;
   peak_external_mb: number;
+  /** CPU of the child (all its threads), and meanwhile of the upstream and of the embedded S3. */
+  cpu_ms: number;
+  upstream_cpu_ms: number;
+  s3_cpu_ms: number;
 }
 
 const mb = (bytes: number): number => Math.round((bytes / 1024 / 1024) * 10) / 10;
@@ -112,6 +118,7 @@ async function child(args: ChildArgs): Promise<void> {
     for await (const _outcome of run.outcomes) items++;
   }
   const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage();
   sample();
   clearInterval(sampler);
   const result: ChildResult = {
@@ -121,12 +128,60 @@ async function child(args: ChildArgs): Promise<void> {
     peak_rss_mb: mb(process.resourceUsage().maxRSS * 1024),
     peak_heap_mb: mb(peak.heap),
     peak_external_mb: mb(peak.external),
+    cpu_ms: Math.round((cpu.user + cpu.system) / 1000),
+    upstream_cpu_ms: 0,
+    s3_cpu_ms: 0,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
   client.destroy();
 }
 
-function runChild(args: ChildArgs, heap: Heap): Promise<ChildResult> {
+const cpuMs = (usage: NodeJS.CpuUsage): number => Math.round((usage.user + usage.system) / 1000);
+
+/** The embedded S3 in its own process; answers 'cpu' with its CPU so far, exits on 'stop'. */
+async function s3Server(dir: string): Promise<void> {
+  const s3 = await startEmbeddedS3({ dir, buckets: [BUCKET] });
+  process.on('message', (message) => {
+    if (message === 'cpu') process.send?.({ cpu_ms: cpuMs(process.cpuUsage()) });
+    else if (message === 'stop') void s3.stop().finally(() => process.exit(0));
+  });
+  process.send?.({ endpoint: s3.endpoint });
+}
+
+async function startS3Process(
+  dir: string,
+): Promise<{ endpoint: string; cpuMs(): Promise<number>; stop(): Promise<void> }> {
+  const server: ChildProcess = spawn(process.execPath, [fileURLToPath(import.meta.url), 's3', dir], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const [ready] = (await once(server, 'message')) as [{ endpoint: string }];
+  return {
+    endpoint: ready.endpoint,
+    async cpuMs() {
+      const answer = once(server, 'message') as Promise<[{ cpu_ms: number }]>;
+      server.send('cpu');
+      return (await answer)[0].cpu_ms;
+    },
+    async stop() {
+      const exited = once(server, 'exit');
+      server.send('stop');
+      await exited;
+    },
+  };
+}
+
+async function runChild(args: ChildArgs, heap: Heap, s3: { cpuMs(): Promise<number> }): Promise<ChildResult> {
+  const upstreamCpu = process.cpuUsage();
+  const s3Cpu = await s3.cpuMs();
+  const result = await spawnChild(args, heap);
+  return {
+    ...result,
+    upstream_cpu_ms: cpuMs(process.cpuUsage(upstreamCpu)),
+    s3_cpu_ms: (await s3.cpuMs()) - s3Cpu,
+  };
+}
+
+function spawnChild(args: ChildArgs, heap: Heap): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     const proc = spawn(
       process.execPath,
@@ -156,7 +211,8 @@ async function main(): Promise<void> {
   const rounds = Number(flag('--rounds') ?? 2);
   const heaps = (flag('--heaps') ?? 'default,bounded').split(',') as Heap[];
   const dir = mkdtempSync(join(tmpdir(), 'fanout-bench-s3-'));
-  const s3 = await startEmbeddedS3({ dir, buckets: [BUCKET] });
+  const s3 = await startS3Process(dir);
+  const client = clientFor(s3.endpoint);
   const upstream = await startUpstream();
   let counter = 0;
   const say = (line: string): void => {
@@ -175,7 +231,7 @@ async function main(): Promise<void> {
     const sourceKey = `sources/${jobId}.txt`;
     if (!inline) {
       const lines = Array.from({ length: items }, (_, index) => `${upstream.url}item/${index}?j=${jobId}`);
-      await s3.client.send(
+      await client.send(
         new PutObjectCommand({ Bucket: BUCKET, Key: sourceKey, Body: `${lines.join('\n')}\n` }),
       );
     }
@@ -183,6 +239,8 @@ async function main(): Promise<void> {
   };
   const describe = (result: ChildResult): string =>
     `${result.wall_ms} ms, peak RSS ${result.peak_rss_mb} MB (V8 heap ${result.peak_heap_mb} MB, outside it ${result.peak_external_mb} MB)`;
+  const cpu = (result: ChildResult): string =>
+    `${result.wall_ms} ms, CPU: job ${result.cpu_ms} ms, S3 ${result.s3_cpu_ms} ms, upstream ${result.upstream_cpu_ms} ms`;
   try {
     for (const heap of heaps) {
       const flags = HEAPS[heap].join(' ') || 'node defaults';
@@ -191,7 +249,7 @@ async function main(): Promise<void> {
       );
       const bySize = new Map<number, ChildResult>();
       for (const items of sizes) {
-        const result = await runChild(await prepare(items, false), heap);
+        const result = await runChild(await prepare(items, false), heap, s3);
         bySize.set(items, result);
         say(`store (S3 source, streamed): ${items} items: ${describe(result)}`);
         emit({
@@ -211,7 +269,7 @@ async function main(): Promise<void> {
         );
       }
       for (const items of sizes) {
-        const result = await runChild(await prepare(items, true), heap);
+        const result = await runChild(await prepare(items, true), heap, s3);
         say(`store (inline items, held by the caller): ${items} items: ${describe(result)}`);
         emit({
           scenario: heap === 'default' ? 'store-inline' : `store-inline-${heap}-heap`,
@@ -223,9 +281,9 @@ async function main(): Promise<void> {
       }
       let best = { written: Number.POSITIVE_INFINITY, discarded: Number.POSITIVE_INFINITY };
       for (let round = 1; round <= rounds; round++) {
-        const written = await runChild(await prepare(costItems, false, 'written'), heap);
-        const discarded = await runChild(await prepare(costItems, false, 'discarded'), heap);
-        say(`store-cost round ${round}: written ${describe(written)}; discarded ${describe(discarded)}`);
+        const written = await runChild(await prepare(costItems, false, 'written'), heap, s3);
+        const discarded = await runChild(await prepare(costItems, false, 'discarded'), heap, s3);
+        say(`store-cost round ${round}: written ${cpu(written)}; discarded ${cpu(discarded)}`);
         best = {
           written: Math.min(best.written, written.wall_ms),
           discarded: Math.min(best.discarded, discarded.wall_ms),
@@ -246,10 +304,12 @@ async function main(): Promise<void> {
     }
   } finally {
     await upstream.close();
+    client.destroy();
     await s3.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 if (process.argv[2] === 'child') await child(JSON.parse(process.argv[3] ?? '{}') as ChildArgs);
+else if (process.argv[2] === 's3') await s3Server(process.argv[3] ?? '');
 else await main();

@@ -48,13 +48,14 @@ export const FINAL_WRITE_TIMEOUT_MS = 10_000;
 const UPLOAD_CHUNK_BYTES = 5 * 1024 * 1024;
 /** Parts in flight per object; a write waits when all are busy. Memory: (this + 1) chunks at most. */
 const UPLOAD_QUEUE_SIZE = 2;
-/** Lines are joined up to this many UTF-16 units before they are encoded: one encode per ~64 KiB. */
-const TEXT_BATCH_CHARS = 64 * 1024;
-/** A chunk buffer once full size: a part plus room for one more batch (3 bytes per unit at worst). */
-const FULL_CHUNK_BYTES = UPLOAD_CHUNK_BYTES + 3 * TEXT_BATCH_CHARS;
+/** With gzip, encoded lines go to the compressor in batches of this many bytes (one call per batch). */
+const GZIP_BATCH_BYTES = 64 * 1024;
+/** A chunk buffer once full size: a part plus room for a typical line (a longer one grows the buffer). */
+const FULL_CHUNK_BYTES = UPLOAD_CHUNK_BYTES + 256 * 1024;
 /** A new object starts small: most errors parts and pending objects never need more. */
 const FIRST_CHUNK_BYTES = 16 * 1024;
 const EMPTY = Buffer.alloc(0);
+const NEWLINE = 0x0a;
 const RUN_DIGITS = 4;
 const PART_DIGITS = 5;
 const TOKEN_METADATA = 'fanout-token';
@@ -427,11 +428,12 @@ export interface PartOptions {
 /**
  * One object written as a stream: lines in, a multipart upload (or a single PUT when small) out.
  *
- * Lines are joined into ~64 KiB of text, then encoded straight into one reused 5 MiB chunk buffer (or
- * through gzip into it); a full chunk goes out as an UploadPart while the next one fills, at most
- * UPLOAD_QUEUE_SIZE in flight, and writes wait (backpressure) when they are all busy. So an open object
- * holds at most (UPLOAD_QUEUE_SIZE + 1) x 5 MiB whatever its size, with no per-line Buffer or stream
- * call and no re-concatenation (lib-storage's Upload copies each chunk out of a list of small buffers).
+ * Each line is UTF-8 encoded straight into one 5 MiB chunk buffer (with gzip: into a 64 KiB batch that
+ * the compressor's output then fills the chunk with); a full chunk goes out as an UploadPart while the
+ * next one fills, its buffer reused after, at most UPLOAD_QUEUE_SIZE in flight, and writes wait
+ * (backpressure) when they are all busy. So an open object holds at most (UPLOAD_QUEUE_SIZE + 1) chunks
+ * whatever its size, with no per-line Buffer, string copy, promise or stream call, and no
+ * re-concatenation (lib-storage's Upload copies each chunk out of a list of small buffers).
  * An object that never fills a chunk is one PUT. Create-only objects carry `IfNoneMatch: "*"` on that
  * PUT or on CompleteMultipartUpload.
  */
@@ -447,8 +449,9 @@ export class StreamedObject {
   readonly #gzip: Gzip | null;
   /** Cancels this object's requests when it is abandoned. */
   readonly #cancel = new AbortController();
-  /** Lines not yet encoded: joined as one string, encoded once per batch. */
-  #text = '';
+  /** With gzip: encoded lines not yet handed to the compressor. */
+  #batch: Buffer = EMPTY;
+  #batchLength = 0;
   #chunk: Buffer = Buffer.allocUnsafe(FIRST_CHUNK_BYTES);
   #length = 0;
   /** A chunk buffer whose upload finished, kept for the next chunk (no new 5 MiB allocation). */
@@ -472,6 +475,7 @@ export class StreamedObject {
     const gzip = options.key.endsWith('.gz');
     this.#contentType = gzip ? 'application/gzip' : (options.contentType ?? 'application/x-ndjson');
     this.#gzip = gzip ? this.#startGzip() : null;
+    if (gzip) this.#batch = Buffer.allocUnsafe(GZIP_BATCH_BYTES);
   }
 
   /**
@@ -481,11 +485,12 @@ export class StreamedObject {
   write(line: string): Promise<void> | undefined {
     if (this.#state !== 'open') throw new Error(`${this.key}: write after close`);
     if (this.#failure !== undefined) throw this.#failure;
-    this.#text += `${line}\n`;
-    this.bytes += Buffer.byteLength(line) + 1;
+    const written = this.#gzip ? this.#encodeToBatch(line) : this.#encodeToChunk(line);
+    this.bytes += written;
     this.lines++;
-    if (this.#text.length < TEXT_BATCH_CHARS) return undefined;
-    const busy = this.#flushText().finally(() => {
+    if (this.#gzip ? this.#batchLength < GZIP_BATCH_BYTES : this.#length < UPLOAD_CHUNK_BYTES)
+      return undefined;
+    const busy = this.#flush().finally(() => {
       if (this.#busy === busy) this.#busy = null;
     });
     this.#busy = busy;
@@ -499,7 +504,7 @@ export class StreamedObject {
     this.#state = 'closing';
     try {
       await this.#busy;
-      await this.#flushText();
+      await this.#flush();
       if (this.#gzip) {
         const ended = once(this.#gzip, 'end');
         this.#gzip.end();
@@ -553,23 +558,43 @@ export class StreamedObject {
     return gzip;
   }
 
-  async #flushText(): Promise<void> {
-    const text = this.#text;
-    if (text === '') return;
-    this.#text = '';
-    if (this.#gzip) {
-      if (!this.#gzip.write(text)) await Promise.race([once(this.#gzip, 'drain'), once(this.#gzip, 'close')]);
-    } else {
-      this.#appendText(text);
-      if (this.#length >= UPLOAD_CHUNK_BYTES) await this.#ship();
-    }
-    if (this.#failure !== undefined) throw this.#failure;
+  /** Encodes `line` and a newline into the chunk; returns the bytes written. */
+  #encodeToChunk(line: string): number {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that, then encode in place.
+    this.#reserve(line.length * 3 + 1);
+    const written = this.#chunk.write(line, this.#length);
+    this.#chunk[this.#length + written] = NEWLINE;
+    this.#length += written + 1;
+    return written + 1;
   }
 
-  #appendText(text: string): void {
-    // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that, then encode in place.
-    this.#reserve(text.length * 3);
-    this.#length += this.#chunk.write(text, this.#length, 'utf8');
+  #encodeToBatch(line: string): number {
+    const needed = this.#batchLength + line.length * 3 + 1;
+    if (needed > this.#batch.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, GZIP_BATCH_BYTES));
+      this.#batch.copy(grown, 0, 0, this.#batchLength);
+      this.#batch = grown;
+    }
+    const written = this.#batch.write(line, this.#batchLength);
+    this.#batch[this.#batchLength + written] = NEWLINE;
+    this.#batchLength += written + 1;
+    return written + 1;
+  }
+
+  /** Sends what is buffered on: a full chunk to S3, or (gzip) the batch to the compressor. */
+  async #flush(): Promise<void> {
+    if (this.#gzip) {
+      if (this.#batchLength === 0) return;
+      // The compressor keeps the buffer until it is done with it: hand it over, start a new one.
+      const batch = this.#batch.subarray(0, this.#batchLength);
+      this.#batch = Buffer.allocUnsafe(GZIP_BATCH_BYTES);
+      this.#batchLength = 0;
+      if (!this.#gzip.write(batch))
+        await Promise.race([once(this.#gzip, 'drain'), once(this.#gzip, 'close')]);
+    } else if (this.#length >= UPLOAD_CHUNK_BYTES) {
+      await this.#ship();
+    }
+    if (this.#failure !== undefined) throw this.#failure;
   }
 
   #append(bytes: Buffer): void {
@@ -699,6 +724,6 @@ export class StreamedObject {
   #release(): void {
     this.#chunk = EMPTY;
     this.#spare = null;
-    this.#text = '';
+    this.#batch = EMPTY;
   }
 }
