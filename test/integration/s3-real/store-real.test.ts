@@ -144,16 +144,24 @@ describe('real S3', () => {
 
   it('fences out a run whose job was taken over; the taker ends with every item exactly once', async () => {
     const jobId = nextJobId();
-    const store = { client, bucket, checkpointMs: 50, partBytes: 1_000 };
+    // Quiet between its first and last manifest writes (no roll, no heartbeat before 2.5 s), as a stalled
+    // process is: the taker's compare-and-swap then meets no concurrent write. With checkpoints every few
+    // milliseconds a taker with a 0 lease keeps losing the race instead, and the first run simply finishes.
+    const store = { client, bucket, checkpointMs: 10_000 };
     const job = { jobId, items: urls(200) };
     const first = runJob(job, {
       store,
-      startFanOut: fakeEngine(() => 'ok', { delayMs: 5 }).startFanOut,
+      startFanOut: fakeEngine(() => 'ok', { delayMs: 10 }).startFanOut,
     }).then(
       () => null,
       (error: unknown) => error,
     );
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Take over once the first run holds the job (its `running` manifest is there), not at a guessed time.
+    const layout = storeLayout(store, jobId);
+    for (let tries = 0; tries < 200; tries++) {
+      if ((await readManifestVersion(layout, undefined))?.manifest.status === 'running') break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     const second = await runJob(job, { store, startFanOut: fakeEngine().startFanOut, leaseMs: 0 });
     expect(await first).toBeInstanceOf(ManifestConflictError);
     expect(second.status).toBe('complete');
