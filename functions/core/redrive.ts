@@ -340,8 +340,9 @@ class Redrive {
       while (!sleepSignal.aborted) {
         try {
           await this.#clock.sleep(this.#layout.heartbeatMs, sleepSignal);
-          // Not cut short by stop(): a write whose outcome we never learn would fail our final CAS.
-          await this.#commit(this.#runningManifest(), this.#controller.signal);
+          // Not cut short by stop() nor by a cancel: a write whose outcome we never learn (its ETag)
+          // would fail our final compare-and-swap. Its own short deadline bounds it instead.
+          await this.#commit(this.#runningManifest(), finalWriteSignal(undefined));
         } catch (error) {
           // Fenced out (another run took the job) or S3 failing: stop the redrive; a stop is not an error.
           if (!stopper.signal.aborted && !this.#controller.signal.aborted) {

@@ -1,4 +1,4 @@
-// The result store: the job's S3 layout, streamed JSONL parts (lib-storage), conditional writes, the manifest.
+// The result store: the job's S3 layout, streamed JSONL parts (multipart, bounded buffers), conditional writes, the manifest.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
