@@ -1,13 +1,10 @@
-// The result store: the job's S3 layout, streamed JSONL parts (multipart, bounded buffers), conditional writes, the manifest.
+// The result store: the job's S3 layout, streamed JSONL parts (lib-storage multipart), conditional writes, the manifest.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import type { Readable } from 'node:stream';
-import { createGunzip, createGzip, type Gzip } from 'node:zlib';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { createGunzip, createGzip } from 'node:zlib';
 import {
   AbortMultipartUploadCommand,
-  type CompletedPart,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -17,8 +14,8 @@ import {
   PutObjectCommand,
   type PutObjectCommandInput,
   type S3Client,
-  UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
 import { DEFAULT_PREFIX } from './defaults.ts';
 import { FanoutError } from './errors.ts';
 import type { Manifest, StoreConfig } from './types.ts';
@@ -44,16 +41,12 @@ export const HEARTBEAT_MS = 2_500;
 export const LEASE_MS = 8_000;
 /** Final writes get their own deadline: they must land even when the job's signal has fired. */
 export const FINAL_WRITE_TIMEOUT_MS = 10_000;
-/** A multipart chunk: S3's minimum part size, so an object's memory is as small as S3 allows. */
+/** lib-storage's part size: S3's minimum, so an object's memory is as small as S3 allows. */
 const UPLOAD_CHUNK_BYTES = 5 * 1024 * 1024;
-/** Parts in flight per object; a write waits when all are busy. Memory: (this + 1) chunks at most. */
+/** Parts in flight per object (lib-storage's queueSize): memory per open object is about (this + 1) parts. */
 const UPLOAD_QUEUE_SIZE = 2;
-/** With gzip, encoded lines go to the compressor in batches of this many bytes (one call per batch). */
-const GZIP_BATCH_BYTES = 64 * 1024;
-/** A chunk buffer once full size: a part plus room for a typical line (a longer one grows the buffer). */
-const FULL_CHUNK_BYTES = UPLOAD_CHUNK_BYTES + 256 * 1024;
-/** A new object starts small: most errors parts and pending objects never need more. */
-const FIRST_CHUNK_BYTES = 16 * 1024;
+/** Encoded lines go to the stream in batches of about this many bytes: one Buffer and one write each. */
+const BATCH_BYTES = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
 const NEWLINE = 0x0a;
 const RUN_DIGITS = 4;
@@ -425,17 +418,23 @@ export interface PartOptions {
   contentType?: string;
 }
 
+/** lib-storage's Upload fields that abort() reads: private in its types, plain fields at runtime. */
+interface UploadInternals {
+  /** The CreateMultipartUpload in flight (`uploadId` is set only once it has answered). */
+  createMultiPartPromise?: Promise<{ UploadId?: string }>;
+  /** Its part uploaders: they settle once no UploadPart of theirs is in flight. */
+  concurrentUploaders?: Promise<unknown>[];
+}
+
 /**
- * One object written as a stream: lines in, a multipart upload (or a single PUT when small) out.
+ * One object written as a stream: lines in, lib-storage's `Upload` out (a multipart upload in 5 MiB
+ * parts, at most UPLOAD_QUEUE_SIZE in flight, or one PUT when the object is smaller than a part).
  *
- * Each line is UTF-8 encoded straight into one 5 MiB chunk buffer (with gzip: into a 64 KiB batch that
- * the compressor's output then fills the chunk with); a full chunk goes out as an UploadPart while the
- * next one fills, its buffer reused after, at most UPLOAD_QUEUE_SIZE in flight, and writes wait
- * (backpressure) when they are all busy. So an open object holds at most (UPLOAD_QUEUE_SIZE + 1) chunks
- * whatever its size, with no per-line Buffer, string copy, promise or stream call, and no
- * re-concatenation (lib-storage's Upload copies each chunk out of a list of small buffers).
- * An object that never fills a chunk is one PUT. Create-only objects carry `IfNoneMatch: "*"` on that
- * PUT or on CompleteMultipartUpload.
+ * Lines are UTF-8 encoded straight into ~64 KiB batches that go to the stream as one Buffer each (with
+ * gzip: through the compressor, which also emits 64 KiB chunks): a Buffer per line would cost a stream
+ * call and a small allocation per line, and lib-storage would hold and re-concatenate ~5,000 of them
+ * per part. A write waits for 'drain' when the stream is full. Create-only objects carry
+ * `IfNoneMatch: "*"`, which lib-storage sends on the single PUT and on CompleteMultipartUpload.
  */
 export class StreamedObject {
   readonly key: string;
@@ -444,38 +443,55 @@ export class StreamedObject {
   lines = 0;
   readonly #layout: StoreLayout;
   readonly #token: string;
-  readonly #createOnly: boolean;
-  readonly #contentType: string;
-  readonly #gzip: Gzip | null;
-  /** Cancels this object's requests when it is abandoned. */
-  readonly #cancel = new AbortController();
-  /** With gzip: encoded lines not yet handed to the compressor. */
-  #batch: Buffer = EMPTY;
+  /** What lib-storage reads. */
+  readonly #body: PassThrough;
+  /** Where batches go: the compressor (piped into the body) or the body itself. */
+  readonly #input: Writable;
+  readonly #upload: Upload;
+  readonly #done: Promise<void>;
+  #batch: Buffer = Buffer.allocUnsafe(BATCH_BYTES);
   #batchLength = 0;
-  #chunk: Buffer = Buffer.allocUnsafe(FIRST_CHUNK_BYTES);
-  #length = 0;
-  /** A chunk buffer whose upload finished, kept for the next chunk (no new 5 MiB allocation). */
-  #spare: Buffer | null = null;
-  #uploadId: Promise<string> | null = null;
-  #partNumber = 0;
-  readonly #parts: CompletedPart[] = [];
-  readonly #inFlight = new Set<Promise<void>>();
-  /** The flush a write is waiting on; close() waits for it too. */
+  /** The 'drain' a write is waiting on; close() waits for it too. */
   #busy: Promise<void> | null = null;
-  /** The chunk the compressor's output filled, on its way out (the compressor is paused meanwhile). */
-  #gzipShipping: Promise<void> | null = null;
   #failure: unknown;
   #state: 'open' | 'closing' | 'closed' | 'aborted' = 'open';
 
   constructor(options: PartOptions) {
-    this.key = options.key;
-    this.#layout = options.layout;
+    const { layout, key } = options;
+    this.key = key;
+    this.#layout = layout;
     this.#token = options.token;
-    this.#createOnly = options.createOnly;
-    const gzip = options.key.endsWith('.gz');
-    this.#contentType = gzip ? 'application/gzip' : (options.contentType ?? 'application/x-ndjson');
-    this.#gzip = gzip ? this.#startGzip() : null;
-    if (gzip) this.#batch = Buffer.allocUnsafe(GZIP_BATCH_BYTES);
+    const gzip = key.endsWith('.gz') ? createGzip({ chunkSize: BATCH_BYTES }) : null;
+    this.#body = new PassThrough({ highWaterMark: BATCH_BYTES });
+    if (gzip) {
+      gzip.pipe(this.#body);
+      // pipe() does not forward errors: without this the upload would wait for the body forever.
+      gzip.on('error', (error) => this.#body.destroy(error));
+    }
+    this.#input = gzip ?? this.#body;
+    this.#upload = new Upload({
+      client: layout.client,
+      queueSize: UPLOAD_QUEUE_SIZE,
+      partSize: UPLOAD_CHUNK_BYTES,
+      leavePartsOnError: false,
+      params: {
+        Bucket: layout.bucket,
+        Key: key,
+        Body: this.#body,
+        ContentType: gzip ? 'application/gzip' : (options.contentType ?? 'application/x-ndjson'),
+        Metadata: { [TOKEN_METADATA]: options.token },
+        ...(options.createOnly ? { IfNoneMatch: '*' } : {}),
+      },
+    });
+    this.#done = this.#upload.done().then(
+      () => undefined,
+      (error: unknown) => {
+        this.#failure ??= error;
+        throw error;
+      },
+    );
+    // Recorded and rethrown by write()/close(); the handler keeps an early failure from being unhandled.
+    this.#done.catch(() => undefined);
   }
 
   /**
@@ -485,12 +501,25 @@ export class StreamedObject {
   write(line: string): Promise<void> | undefined {
     if (this.#state !== 'open') throw new Error(`${this.key}: write after close`);
     if (this.#failure !== undefined) throw this.#failure;
-    const written = this.#gzip ? this.#encodeToBatch(line) : this.#encodeToChunk(line);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: a batch that may not hold the line goes out first.
+    const room = line.length * 3 + 1;
+    let full = false;
+    if (this.#batchLength + room > this.#batch.length) full = !this.#handOver();
+    let written: number;
+    if (room > this.#batch.length) {
+      // A line longer than a batch goes out on its own, at its exact size.
+      const bytes = Buffer.from(`${line}\n`);
+      written = bytes.length;
+      full = !this.#input.write(bytes) || full;
+    } else {
+      written = this.#batch.write(line, this.#batchLength) + 1;
+      this.#batch[this.#batchLength + written - 1] = NEWLINE;
+      this.#batchLength += written;
+    }
     this.bytes += written;
     this.lines++;
-    if (this.#gzip ? this.#batchLength < GZIP_BATCH_BYTES : this.#length < UPLOAD_CHUNK_BYTES)
-      return undefined;
-    const busy = this.#flush().finally(() => {
+    if (!full) return undefined;
+    const busy = this.#drained().finally(() => {
       if (this.#busy === busy) this.#busy = null;
     });
     this.#busy = busy;
@@ -504,226 +533,72 @@ export class StreamedObject {
     this.#state = 'closing';
     try {
       await this.#busy;
-      await this.#flush();
-      if (this.#gzip) {
-        const ended = once(this.#gzip, 'end');
-        this.#gzip.end();
-        await ended;
-        await this.#gzipShipping;
-      }
-      await this.#drain();
-      if (this.#uploadId === null) await this.#putWhole();
-      else await this.#completeMultipart();
+      this.#handOver();
+      this.#input.end();
+      await this.#done;
     } catch (error) {
+      // lib-storage has aborted its multipart upload already (leavePartsOnError: false).
+      this.#destroyStreams();
       if (!isConditionFailure(error) || (await tokenOf(this.#layout, this.key, undefined)) !== this.#token) {
-        await this.#abortUpload(finalWriteSignal(undefined)).catch(() => undefined);
         throw error;
       }
     }
     this.#state = 'closed';
-    this.#release();
+    this.#batch = EMPTY;
   }
 
   /** Abandons the object: the multipart upload is aborted on S3 too, so no invisible parts are billed. */
   async abort(signal?: AbortSignal): Promise<void> {
     if (this.#state === 'closed' || this.#state === 'aborted') return;
     this.#state = 'aborted';
-    this.#cancel.abort();
-    this.#gzip?.destroy();
-    await Promise.allSettled([...this.#inFlight]);
-    await this.#abortUpload(signal ?? finalWriteSignal(undefined));
-    this.#release();
-  }
-
-  #startGzip(): Gzip {
-    const gzip = createGzip();
-    gzip.on('data', (bytes: Buffer) => {
-      this.#append(bytes);
-      if (this.#length < UPLOAD_CHUNK_BYTES) return;
-      // Hold the compressor while the chunk goes out: its buffers fill, and writes wait for 'drain'.
-      gzip.pause();
-      this.#gzipShipping = this.#ship().then(
-        () => {
-          gzip.resume();
-        },
-        (error: unknown) => {
-          this.#failure ??= error;
-          gzip.resume();
-        },
-      );
-    });
-    gzip.on('error', (error) => {
-      this.#failure ??= error;
-    });
-    return gzip;
-  }
-
-  /** Encodes `line` and a newline into the chunk; returns the bytes written. */
-  #encodeToChunk(line: string): number {
-    // UTF-8 takes at most 3 bytes per UTF-16 unit: reserve that, then encode in place.
-    this.#reserve(line.length * 3 + 1);
-    const written = this.#chunk.write(line, this.#length);
-    this.#chunk[this.#length + written] = NEWLINE;
-    this.#length += written + 1;
-    return written + 1;
-  }
-
-  #encodeToBatch(line: string): number {
-    const needed = this.#batchLength + line.length * 3 + 1;
-    if (needed > this.#batch.length) {
-      const grown = Buffer.allocUnsafe(Math.max(needed, GZIP_BATCH_BYTES));
-      this.#batch.copy(grown, 0, 0, this.#batchLength);
-      this.#batch = grown;
-    }
-    const written = this.#batch.write(line, this.#batchLength);
-    this.#batch[this.#batchLength + written] = NEWLINE;
-    this.#batchLength += written + 1;
-    return written + 1;
-  }
-
-  /** Sends what is buffered on: a full chunk to S3, or (gzip) the batch to the compressor. */
-  async #flush(): Promise<void> {
-    if (this.#gzip) {
-      if (this.#batchLength === 0) return;
-      // The compressor keeps the buffer until it is done with it: hand it over, start a new one.
-      const batch = this.#batch.subarray(0, this.#batchLength);
-      this.#batch = Buffer.allocUnsafe(GZIP_BATCH_BYTES);
-      this.#batchLength = 0;
-      if (!this.#gzip.write(batch))
-        await Promise.race([once(this.#gzip, 'drain'), once(this.#gzip, 'close')]);
-    } else if (this.#length >= UPLOAD_CHUNK_BYTES) {
-      await this.#ship();
-    }
-    if (this.#failure !== undefined) throw this.#failure;
-  }
-
-  #append(bytes: Buffer): void {
-    this.#reserve(bytes.length);
-    bytes.copy(this.#chunk, this.#length);
-    this.#length += bytes.length;
-  }
-
-  #reserve(extra: number): void {
-    const needed = this.#length + extra;
-    if (needed <= this.#chunk.length) return;
-    // Small objects (most errors parts, pending) stay small; a big one reaches one full chunk quickly.
-    const grown = Buffer.allocUnsafe(Math.max(needed, Math.min(this.#chunk.length * 4, FULL_CHUNK_BYTES)));
-    this.#chunk.copy(grown, 0, 0, this.#length);
-    this.#chunk = grown;
-  }
-
-  /** Sends the filled chunk as the next part (waiting for a free slot first) and starts a new chunk. */
-  async #ship(): Promise<void> {
-    while (this.#inFlight.size >= UPLOAD_QUEUE_SIZE) await Promise.race(this.#inFlight);
-    if (this.#failure !== undefined) throw this.#failure;
-    const buffer = this.#chunk;
-    const body = buffer.subarray(0, this.#length);
-    this.#chunk = this.#spare ?? Buffer.allocUnsafe(FULL_CHUNK_BYTES);
-    this.#spare = null;
-    this.#length = 0;
-    const partNumber = ++this.#partNumber;
-    const upload = this.#uploadPart(partNumber, body).then(
-      (part) => {
-        this.#parts.push(part);
-        if (buffer.length >= FULL_CHUNK_BYTES) this.#spare = buffer;
-      },
-      (error: unknown) => {
-        this.#failure ??= error;
-      },
-    );
-    const tracked = upload.finally(() => this.#inFlight.delete(tracked));
-    this.#inFlight.add(tracked);
-  }
-
-  async #uploadPart(partNumber: number, body: Buffer): Promise<CompletedPart> {
-    this.#uploadId ??= this.#createMultipart();
-    const uploadId = await this.#uploadId;
-    const reply = await this.#layout.client.send(
-      new UploadPartCommand({
-        Bucket: this.#layout.bucket,
-        Key: this.key,
-        UploadId: uploadId,
-        PartNumber: partNumber,
-        Body: body,
-      }),
-      { abortSignal: this.#cancel.signal },
-    );
-    if (!reply.ETag) throw new Error(`${this.key}: part ${partNumber} came back without an ETag`);
-    return {
-      PartNumber: partNumber,
-      ETag: reply.ETag,
-      ...(reply.ChecksumCRC32 ? { ChecksumCRC32: reply.ChecksumCRC32 } : {}),
-      ...(reply.ChecksumCRC32C ? { ChecksumCRC32C: reply.ChecksumCRC32C } : {}),
-      ...(reply.ChecksumCRC64NVME ? { ChecksumCRC64NVME: reply.ChecksumCRC64NVME } : {}),
-      ...(reply.ChecksumSHA1 ? { ChecksumSHA1: reply.ChecksumSHA1 } : {}),
-      ...(reply.ChecksumSHA256 ? { ChecksumSHA256: reply.ChecksumSHA256 } : {}),
-    };
-  }
-
-  async #createMultipart(): Promise<string> {
-    // As lib-storage does: with the SDK's default checksums, the upload declares CRC32 for its parts.
-    const checksums = await this.#layout.client.config.requestChecksumCalculation();
-    // Not cancellable: once created, abort() needs its id to abort it on S3.
-    const reply = await this.#layout.client.send(
-      new CreateMultipartUploadCommand({
-        Bucket: this.#layout.bucket,
-        Key: this.key,
-        ContentType: this.#contentType,
-        Metadata: { [TOKEN_METADATA]: this.#token },
-        ...(checksums === 'WHEN_SUPPORTED' ? { ChecksumAlgorithm: 'CRC32' as const } : {}),
-      }),
-    );
-    if (!reply.UploadId) throw new Error(`${this.key}: CreateMultipartUpload returned no UploadId`);
-    return reply.UploadId;
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#inFlight.size > 0) await Promise.race(this.#inFlight);
-    if (this.#failure !== undefined) throw this.#failure;
-  }
-
-  async #putWhole(): Promise<void> {
-    await this.#layout.client.send(
-      new PutObjectCommand({
-        Bucket: this.#layout.bucket,
-        Key: this.key,
-        Body: this.#chunk.subarray(0, this.#length),
-        ContentType: this.#contentType,
-        Metadata: { [TOKEN_METADATA]: this.#token },
-        ...(this.#createOnly ? { IfNoneMatch: '*' } : {}),
-      }),
-      { abortSignal: this.#cancel.signal },
-    );
-  }
-
-  async #completeMultipart(): Promise<void> {
-    // The last part may be any size (S3's 5 MiB minimum is for the others).
-    if (this.#length > 0) await this.#ship();
-    await this.#drain();
-    const uploadId = await this.#uploadId;
-    if (!uploadId) throw new Error(`${this.key}: no multipart upload to complete`);
-    this.#parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-    await this.#layout.client.send(
-      new CompleteMultipartUploadCommand({
-        Bucket: this.#layout.bucket,
-        Key: this.key,
-        UploadId: uploadId,
-        MultipartUpload: { Parts: this.#parts },
-        ...(this.#createOnly ? { IfNoneMatch: '*' } : {}),
-      }),
-      { abortSignal: this.#cancel.signal },
-    );
-  }
-
-  async #abortUpload(signal: AbortSignal): Promise<void> {
-    const uploadId = await this.#uploadId?.catch(() => undefined);
-    this.#uploadId = null;
-    if (uploadId) await abortUploadQuietly(this.#layout, this.key, uploadId, signal);
-  }
-
-  #release(): void {
-    this.#chunk = EMPTY;
-    this.#spare = null;
     this.#batch = EMPTY;
+    const deadline = signal ?? finalWriteSignal(undefined);
+    // done() rejects at once; the uploaders stop at their next part, and the ended body wakes those
+    // waiting for data.
+    await this.#upload.abort();
+    this.#destroyStreams();
+    await this.#done.catch(() => undefined);
+    const internals = this.#upload as unknown as UploadInternals;
+    // lib-storage sends its parts without a signal: let those in flight land (or the deadline pass)
+    // before the abort, so none arrives after it. It aborts the upload too, but in the background, and
+    // only one it knows of; this is done on return, also when CreateMultipartUpload was in flight.
+    await settledOrAborted(Promise.allSettled(internals.concurrentUploaders ?? []), deadline);
+    const uploadId =
+      this.#upload.uploadId ?? (await internals.createMultiPartPromise?.catch(() => undefined))?.UploadId;
+    if (uploadId) await abortUploadQuietly(this.#layout, this.key, uploadId, deadline);
+  }
+
+  /** Hands the batch to the stream (which keeps the buffer) and starts a new one; false when the stream is full. */
+  #handOver(): boolean {
+    if (this.#batchLength === 0) return true;
+    const batch = this.#batch.subarray(0, this.#batchLength);
+    this.#batch = Buffer.allocUnsafe(BATCH_BYTES);
+    this.#batchLength = 0;
+    return this.#input.write(batch);
+  }
+
+  async #drained(): Promise<void> {
+    // The upload's failure wakes a writer whose stream will never drain.
+    await Promise.race([once(this.#input, 'drain'), this.#done]);
+  }
+
+  #destroyStreams(): void {
+    this.#input.destroy();
+    this.#body.destroy();
+  }
+}
+
+/** Resolves when `work` settles or `signal` fires, whichever is first. */
+async function settledOrAborted(work: Promise<unknown>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = resolve;
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([work, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
   }
 }
