@@ -55,9 +55,9 @@ describe('a fresh origin’s first window', () => {
     )
       first.push(p);
     // The origin took 10 and refused the 11th onwards.
-    first.forEach((permit, index) =>
-      permit.release(index < 10 ? ok : { ok: false, status: 429, throttled: true, latencyMs: 5 }),
-    );
+    first.forEach((permit, index) => {
+      permit.release(index < 10 ? ok : { ok: false, status: 429, throttled: true, latencyMs: 5 });
+    });
     let next = 0;
     while (scheduler.tryAcquire('https://a.test') !== null) next++;
     expect(next).toBeLessThanOrEqual(10);
