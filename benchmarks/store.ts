@@ -49,6 +49,8 @@ const HEAPS = {
   bounded: ['--max-old-space-size=128', '--max-semi-space-size=4'],
 } as const;
 type Heap = keyof typeof HEAPS;
+/** Extra node flags for the job children only, e.g. FANOUT_BENCH_CHILD_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof'. */
+const CHILD_FLAGS = (process.env.FANOUT_BENCH_CHILD_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
 
 interface ChildArgs {
   endpoint: string;
@@ -69,6 +71,8 @@ interface ChildResult {
   peak_external_mb: number;
   /** CPU of the child (all its threads), and meanwhile of the upstream and of the embedded S3. */
   cpu_ms: number;
+  /** The kernel's share of cpu_ms (socket writes, page faults). */
+  sys_ms: number;
   upstream_cpu_ms: number;
   s3_cpu_ms: number;
 }
@@ -129,6 +133,7 @@ async function child(args: ChildArgs): Promise<void> {
     peak_heap_mb: mb(peak.heap),
     peak_external_mb: mb(peak.external),
     cpu_ms: Math.round((cpu.user + cpu.system) / 1000),
+    sys_ms: Math.round(cpu.system / 1000),
     upstream_cpu_ms: 0,
     s3_cpu_ms: 0,
   };
@@ -185,7 +190,7 @@ function spawnChild(args: ChildArgs, heap: Heap): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     const proc = spawn(
       process.execPath,
-      [...HEAPS[heap], fileURLToPath(import.meta.url), 'child', JSON.stringify(args)],
+      [...HEAPS[heap], ...CHILD_FLAGS, fileURLToPath(import.meta.url), 'child', JSON.stringify(args)],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     let out = '';
@@ -240,7 +245,7 @@ async function main(): Promise<void> {
   const describe = (result: ChildResult): string =>
     `${result.wall_ms} ms, peak RSS ${result.peak_rss_mb} MB (V8 heap ${result.peak_heap_mb} MB, outside it ${result.peak_external_mb} MB)`;
   const cpu = (result: ChildResult): string =>
-    `${result.wall_ms} ms, CPU: job ${result.cpu_ms} ms, S3 ${result.s3_cpu_ms} ms, upstream ${result.upstream_cpu_ms} ms`;
+    `${result.wall_ms} ms, CPU: job ${result.cpu_ms} ms (sys ${result.sys_ms}), S3 ${result.s3_cpu_ms} ms, upstream ${result.upstream_cpu_ms} ms`;
   try {
     for (const heap of heaps) {
       const flags = HEAPS[heap].join(' ') || 'node defaults';

@@ -202,8 +202,8 @@ class PartSink {
     this.#session = session;
   }
 
-  /** Takes one line; a promise only when the caller must wait (backpressure, or a roll's checkpoint). */
-  write(line: string): Promise<void> | undefined {
+  /** Takes one line (`head + body + tail`, see StreamedObject.write); a promise only when the caller must wait (backpressure, or a roll's checkpoint). */
+  write(head: string, body = '', tail = ''): Promise<void> | undefined {
     if (!this.current) {
       this.current = new StreamedObject({
         layout: this.#session.layout,
@@ -213,7 +213,7 @@ class PartSink {
       });
     }
     const part = this.current;
-    const wait = part.write(line);
+    const wait = part.write(head, body, tail);
     return part.bytes >= this.#session.layout.partBytes ? this.#roll(part, wait) : wait;
   }
 
@@ -397,6 +397,7 @@ class RunSession {
       return;
     }
     const seen = new IdSet();
+    const resuming = finished.size > 0;
     // Read on the I/O signal: after a cancel the engine drains the rest of the source into pending.
     for await (const line of readLines(this.layout, source.key, this.#io, source.bucket)) {
       const parsed = parseSourceLine(line);
@@ -406,7 +407,8 @@ class RunSession {
         continue;
       }
       this.#total = seen.size;
-      if (finished.has(id)) continue;
+      // A first run has finished nothing: skip the lookup (its regex and hex parse) per line.
+      if (resuming && finished.has(id)) continue;
       if (parsed.ok) yield parsed.item;
       else
         await this.#errors.write(
@@ -418,7 +420,11 @@ class RunSession {
 
   /** Writes an outcome's line; a promise only when the caller must wait before the next one. */
   #record(outcome: Outcome): Promise<void> | undefined {
-    if (outcome.ok) return this.#results.write(resultLine(outcome));
+    if (outcome.ok) {
+      // The line's head, then the value's JSON as its own piece: the joined line is never built.
+      const value = JSON.stringify(outcome.value ?? null) ?? 'null';
+      return this.#results.write(resultHead(outcome), value, '}');
+    }
     if (outcome.pending === true) return this.#recordPending(outcome);
     if (outcome.error.code === 'ABORTED' && !this.#aborted)
       this.#aborted = { code: 'ABORTED', message: outcome.error.message };
@@ -661,12 +667,12 @@ function onAbort(signal: AbortSignal | undefined, listener: (reason: unknown) =>
 }
 
 /**
- * `{"id","url","status","attempts","ms","value"}`: the same text as JSON.stringify of that object, built
- * without the object (one stringify of the value, the rest by hand). The id leads, for idOfLine.
+ * `{"id","url","status","attempts","ms","value":` : the head of a result line. Head + the value's JSON +
+ * `}` is the same text as JSON.stringify of `{id, url, status, attempts, ms, value}`, built without the
+ * object. The id leads, for idOfLine.
  */
-function resultLine(outcome: SucceededOutcome): string {
-  const value = JSON.stringify(outcome.value ?? null) ?? 'null';
-  return `{"id":${JSON.stringify(outcome.id)},"url":${JSON.stringify(outcome.url)},"status":${jsonNumber(outcome.status)},"attempts":${jsonNumber(outcome.attempts)},"ms":${jsonNumber(outcome.ms)},"value":${value}}`;
+function resultHead(outcome: SucceededOutcome): string {
+  return `{"id":${JSON.stringify(outcome.id)},"url":${JSON.stringify(outcome.url)},"status":${jsonNumber(outcome.status)},"attempts":${jsonNumber(outcome.attempts)},"ms":${jsonNumber(outcome.ms)},"value":`;
 }
 
 /** `{"id","url","error":{"code","message","status"?},"attempts","ms"}`, built the same way. */

@@ -495,26 +495,34 @@ export class StreamedObject {
   }
 
   /**
-   * Takes one line. Returns undefined when it was only buffered (the common case: no promise), or a
-   * promise to await before the next write when a batch went out and the stream is full.
+   * Takes one line: `head + body + tail` (body and tail optional). The pieces are encoded one after the
+   * other, so a caller that builds a line around a large value (a result's JSON) never makes the joined
+   * string: that would be one more copy of every line and ~100 MB more garbage per 100k 1 KB results.
+   * Returns undefined when it was only buffered (the common case: no promise), or a promise to await
+   * before the next write when a batch went out and the stream is full.
    */
-  write(line: string): Promise<void> | undefined {
+  write(head: string, body = '', tail = ''): Promise<void> | undefined {
     if (this.#state !== 'open') throw new Error(`${this.key}: write after close`);
     if (this.#failure !== undefined) throw this.#failure;
     // UTF-8 takes at most 3 bytes per UTF-16 unit: a batch that may not hold the line goes out first.
-    const room = line.length * 3 + 1;
+    const room = (head.length + body.length + tail.length) * 3 + 1;
     let full = false;
     if (this.#batchLength + room > this.#batch.length) full = !this.#handOver();
     let written: number;
     if (room > this.#batch.length) {
       // A line longer than a batch goes out on its own, at its exact size.
-      const bytes = Buffer.from(`${line}\n`);
+      const bytes = Buffer.from(`${head}${body}${tail}\n`);
       written = bytes.length;
       full = !this.#input.write(bytes) || full;
     } else {
-      written = this.#batch.write(line, this.#batchLength) + 1;
-      this.#batch[this.#batchLength + written - 1] = NEWLINE;
-      this.#batchLength += written;
+      const batch = this.#batch;
+      let at = this.#batchLength;
+      at += batch.write(head, at);
+      if (body !== '') at += batch.write(body, at);
+      if (tail !== '') at += batch.write(tail, at);
+      batch[at++] = NEWLINE;
+      written = at - this.#batchLength;
+      this.#batchLength = at;
     }
     this.bytes += written;
     this.lines++;
