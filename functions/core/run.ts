@@ -194,6 +194,10 @@ async function claimRunNumber(
 class PartSink {
   current: StreamedObject | null = null;
   #next = 0;
+  /** Full parts, detached at their roll and not yet closed by a checkpoint, oldest first. */
+  #full: StreamedObject[] = [];
+  /** The roll's checkpoint in flight, if any. */
+  #rolling: Promise<void> | null = null;
   readonly #kind: PartKind;
   readonly #session: RunSession;
 
@@ -217,17 +221,32 @@ class PartSink {
     return part.bytes >= this.#session.layout.partBytes ? this.#roll(part, wait) : wait;
   }
 
-  /** A full part is closed and listed at once: the roll is a checkpoint. */
-  async #roll(part: StreamedObject, wait: Promise<void> | undefined): Promise<void> {
-    await wait;
-    if (this.current === part) await this.#session.checkpoint();
+  /**
+   * A full part is detached at once (the next line opens the next part) and closed and listed by a
+   * checkpoint, while the lines go on: waiting for the close would stall the engine for the upload's
+   * tail and a manifest write (~0.3 s a roll on the embedded S3). A checkpoint's failure fails the
+   * session (#fail), which the consumer sees at its next outcome. One roll in flight at most: the next
+   * waits for it, so full parts cannot pile up faster than S3 takes them.
+   */
+  #roll(part: StreamedObject, wait: Promise<void> | undefined): Promise<void> | undefined {
+    this.#full.push(part);
+    this.current = null;
+    const previous = this.#rolling;
+    const rolling = this.#session.checkpoint().catch(() => undefined);
+    this.#rolling = rolling;
+    void rolling.then(() => {
+      if (this.#rolling === rolling) this.#rolling = null;
+    });
+    return previous ? Promise.all([wait, previous]).then(() => undefined) : wait;
   }
 
-  /** Hands over the open part (if it holds anything) for closing; the next write opens a new one. */
-  detach(): StreamedObject | null {
-    const part = this.current;
+  /** Hands over the full parts and the open one (if any), oldest first, for closing; the next write opens a new one. */
+  detach(): StreamedObject[] {
+    const parts = this.#full;
+    this.#full = [];
+    if (this.current) parts.push(this.current);
     this.current = null;
-    return part;
+    return parts;
   }
 }
 
@@ -469,20 +488,22 @@ class RunSession {
   }
 
   async #closeParts(signal: AbortSignal): Promise<void> {
-    const parts = [this.#results.detach(), this.#errors.detach()];
+    const results = this.#results.detach();
+    const errors = this.#errors.detach();
+    const parts = [...results, ...errors];
     try {
-      await Promise.all(parts.map((part) => part?.close()));
+      await Promise.all(parts.map((part) => part.close()));
     } catch (error) {
-      await Promise.all(parts.map((part) => part?.abort(finalWriteSignal(signal))));
+      await Promise.all(parts.map((part) => part.abort(finalWriteSignal(signal))));
       throw error;
     }
-    if (parts[0]) {
-      this.#committed.results.push(parts[0].key);
-      this.#committed.succeeded += parts[0].lines;
+    for (const part of results) {
+      this.#committed.results.push(part.key);
+      this.#committed.succeeded += part.lines;
     }
-    if (parts[1]) {
-      this.#committed.errors.push(parts[1].key);
-      this.#committed.failed += parts[1].lines;
+    for (const part of errors) {
+      this.#committed.errors.push(part.key);
+      this.#committed.failed += part.lines;
     }
   }
 
@@ -550,7 +571,7 @@ class RunSession {
 
   /** Stops writing: open uploads are aborted so they leave no invisible parts behind. */
   async #abandon(signal: AbortSignal): Promise<void> {
-    const parts = [this.#results.detach(), this.#errors.detach(), this.#pending];
+    const parts = [...this.#results.detach(), ...this.#errors.detach(), this.#pending];
     await Promise.all(parts.map((part) => part?.abort(signal).catch(() => undefined)));
   }
 
