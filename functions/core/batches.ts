@@ -15,6 +15,7 @@ import { type JobOptions, type ParsedJob, parseJob, parseSourceLine, toJobForm }
 import { type JobRuntime, runJob } from './run.ts';
 import { type SourceObject, sourceEntries, toMapLine, toSourceLine } from './source.ts';
 import {
+  idOfLine,
   isNotFound,
   listKeys,
   newToken,
@@ -600,20 +601,6 @@ async function getJson<T>(
   } catch (error) {
     if (isNotFound(error)) return null;
     throw error;
-  }
-}
-
-const LEADING_ID = /^\{"id":"([A-Za-z0-9._-]+)"/;
-
-/** Our writers put the id first, so the merge reads it without parsing the (possibly large) line. */
-function idOfLine(line: string): string | null {
-  const match = LEADING_ID.exec(line);
-  if (match?.[1]) return match[1];
-  try {
-    const parsed = JSON.parse(line) as { id?: unknown };
-    return typeof parsed.id === 'string' ? parsed.id : null;
-  } catch {
-    return null;
   }
 }
 

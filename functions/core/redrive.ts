@@ -16,6 +16,7 @@ import { type ParsedJob, parseJob, parseSourceLine } from './job.ts';
 import type { JobRuntime } from './run.ts';
 import {
   finalWriteSignal,
+  idOfLine,
   isNotFound,
   listKeys,
   ManifestConflictError,
@@ -416,10 +417,4 @@ class Redrive {
     this.#etag = await writeManifest(this.#layout, stamped, this.#etag, signal);
     return stamped;
   }
-}
-
-const LEADING_ID = /^\{"id":"([A-Za-z0-9._-]+)"/;
-
-function idOfLine(line: string): string | null {
-  return LEADING_ID.exec(line)?.[1] ?? null;
 }

@@ -7,6 +7,7 @@ import { type ParsedJob, parseJob, parseSourceLine, toJobForm } from './job.ts';
 import {
   FINAL_WRITE_TIMEOUT_MS,
   finalWriteSignal,
+  idOfLine,
   isConditionFailure,
   listKeys,
   ManifestConflictError,
@@ -705,18 +706,4 @@ function errorLine(outcome: FailedOutcome): string {
 /** A number as JSON.stringify writes it (NaN and the infinities as null). */
 function jsonNumber(value: number): string {
   return Number.isFinite(value) ? String(value) : 'null';
-}
-
-const LEADING_ID = /^\{"id":"([A-Za-z0-9._-]+)"/;
-
-/** Our writers put the id first, so a resume reads it without parsing the (possibly large) line. */
-function idOfLine(line: string): string | null {
-  const match = LEADING_ID.exec(line);
-  if (match?.[1]) return match[1];
-  try {
-    const parsed = JSON.parse(line) as { id?: unknown };
-    return typeof parsed.id === 'string' ? parsed.id : null;
-  } catch {
-    return null;
-  }
 }

@@ -292,6 +292,20 @@ function unquote(etag: string): string {
 // ---------------------------------------------------------------------------------------------------
 // Reading and listing
 
+const LEADING_ID = /^\{"id":"([A-Za-z0-9._-]+)"/;
+
+/** The id of a results or errors line. Our writers put it first, so it is read without parsing the line. */
+export function idOfLine(line: string): string | null {
+  const match = LEADING_ID.exec(line);
+  if (match?.[1]) return match[1];
+  try {
+    const parsed = JSON.parse(line) as { id?: unknown };
+    return typeof parsed.id === 'string' ? parsed.id : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The lines of an object, streamed (gunzipped for .gz keys): memory stays at one chunk. */
 export async function* readLines(
   layout: StoreLayout,
