@@ -4,6 +4,7 @@ import { fanOut, startFanOut } from '../../functions/core/engine.ts';
 import { parseItems, parseOptions } from '../../functions/core/job.ts';
 import type { Outcome } from '../../functions/core/types.ts';
 import { recordingClock } from '../support/clock.ts';
+import { addedResources, settledResources } from '../support/resources.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 let upstream: Upstream;
@@ -16,32 +17,6 @@ afterAll(async () => {
 });
 // The baseline is taken inside each test: a hook's own timeout timer would be in it otherwise.
 beforeEach(() => upstream.reset());
-
-/**
- * Active handles once the loop has quieted: the upstream runs in this process, and its side of a socket
- * the engine closed needs a turn or two of the loop to go. A leak stays; a closing socket does not.
- */
-async function settledResources(): Promise<string[]> {
-  let previous = process.getActiveResourcesInfo().sort();
-  for (let round = 0; round < 50; round++) {
-    await new Promise<void>((resolve) => setTimeout(resolve, 20));
-    const current = process.getActiveResourcesInfo().sort();
-    if (JSON.stringify(current) === JSON.stringify(previous)) return current;
-    previous = current;
-  }
-  return previous;
-}
-
-/** Resources present after that were not before (the runner's own timers may come and go meanwhile). */
-function added(before: string[], after: string[]): string[] {
-  const left = [...before];
-  return after.filter((resource) => {
-    const index = left.indexOf(resource);
-    if (index < 0) return true;
-    left.splice(index, 1);
-    return false;
-  });
-}
 
 async function collect(outcomes: AsyncIterable<Outcome>): Promise<Outcome[]> {
   const all: Outcome[] = [];
@@ -66,7 +41,7 @@ describe('deadline', () => {
       expect(outcome.ok === false && outcome.pending && outcome.item.url).toBe(outcome.url);
     }
     expect(upstream.aborted).toBe(3);
-    expect(added(baseline, await settledResources())).toEqual([]);
+    expect(addedResources(baseline, await settledResources())).toEqual([]);
   });
 
   it('starts nothing when the deadline has already passed', async () => {
@@ -102,7 +77,7 @@ describe('signal', () => {
     expect(outcomes).toHaveLength(8);
     expect(outcomes.every((outcome) => !outcome.ok && outcome.pending)).toBe(true);
     expect(run.progress()).toMatchObject({ pending: 8, inFlight: 0 });
-    expect(added(baseline, await settledResources())).toEqual([]);
+    expect(addedResources(baseline, await settledResources())).toEqual([]);
   });
 
   it('a consumer that stops early aborts the run and leaves no handle open', async () => {
@@ -117,7 +92,7 @@ describe('signal', () => {
       expect(outcome.ok).toBe(true);
       break;
     }
-    expect(added(baseline, await settledResources())).toEqual([]);
+    expect(addedResources(baseline, await settledResources())).toEqual([]);
   });
 
   it('a consumer that breaks on the first pending outcome after an abort settles (Ctrl-C) and leaves no handle open', async () => {
@@ -145,7 +120,7 @@ describe('signal', () => {
     await abortOnceBusy;
     expect(sawPending).toBe(true);
     expect(seen).toBe(1);
-    expect(added(baseline, await settledResources())).toEqual([]);
+    expect(addedResources(baseline, await settledResources())).toEqual([]);
   });
 
   it('a consumer that stops mid-drain after an abort lets the run end (return() settles)', async () => {
@@ -166,6 +141,6 @@ describe('signal', () => {
   it('a complete run leaves no handle open', async () => {
     const baseline = await settledResources();
     await collect(fanOut(urls(6, ''), { concurrency: 3 }, { allow: ['127.0.0.1'] }));
-    expect(added(baseline, await settledResources())).toEqual([]);
+    expect(addedResources(baseline, await settledResources())).toEqual([]);
   });
 });

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vites
 import { startFanOut } from '../../functions/core/engine.ts';
 import { parseItems, parseOptions } from '../../functions/core/job.ts';
 import type { Outcome } from '../../functions/core/types.ts';
+import { manualClock } from '../support/clock.ts';
 import { startThrottlingUpstream, type ThrottlingUpstream } from '../support/throttling-upstream.ts';
-import { manualClock } from './polite-clock.ts';
 
 const T0 = 1_000_000;
 let clock = manualClock(T0);

@@ -3,8 +3,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFanOut } from '../../functions/core/engine.ts';
 import { createHostScheduler, type HostPermit } from '../../functions/core/hosts.ts';
 import { parseItems, parseOptions } from '../../functions/core/job.ts';
+import { manualClock } from '../support/clock.ts';
+import { addedResources, settledResources } from '../support/resources.ts';
 import { startThrottlingUpstream, type ThrottlingUpstream } from '../support/throttling-upstream.ts';
-import { manualClock } from './polite-clock.ts';
 
 const answered = { ok: true, status: 200, throttled: false, latencyMs: 1 };
 
@@ -113,28 +114,6 @@ describe('rate cap measured at the server', () => {
       expect(outcome.ok).toBe(true);
       break;
     }
-    expect(added(before, await settledResources())).toEqual([]);
+    expect(addedResources(before, await settledResources())).toEqual([]);
   });
 });
-
-/** Active handles once the loop has quieted (the upstream's side of a closed socket needs a turn or two). */
-async function settledResources(): Promise<string[]> {
-  let previous = process.getActiveResourcesInfo().sort();
-  for (let round = 0; round < 20; round++) {
-    await new Promise<void>((resolve) => setTimeout(resolve, 20));
-    const current = process.getActiveResourcesInfo().sort();
-    if (JSON.stringify(current) === JSON.stringify(previous)) return current;
-    previous = current;
-  }
-  return previous;
-}
-
-function added(before: string[], after: string[]): string[] {
-  const left = [...before];
-  return after.filter((resource) => {
-    const index = left.indexOf(resource);
-    if (index < 0) return true;
-    left.splice(index, 1);
-    return false;
-  });
-}

@@ -8,6 +8,7 @@ import {
   type S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
+import type { Manifest } from '../../functions/core/index.ts';
 import { startEmbeddedS3 } from '../../functions/local/embedded-s3.ts';
 
 export interface TestS3 {
@@ -75,4 +76,30 @@ export async function getObjectText(client: S3Client, bucket: string, key: strin
     return gunzipSync(bytes).toString('utf8');
   }
   return Buffer.from(bytes).toString('utf8');
+}
+
+/** The keys a manifest commits: its results and errors parts, and pending.jsonl when it has one. */
+export function listedKeys(manifest: Pick<Manifest, 'results' | 'errors' | 'pending'>): string[] {
+  return [...manifest.results, ...manifest.errors, ...(manifest.pending ? [manifest.pending] : [])];
+}
+
+/** Every id in the JSON lines of these objects, in order, repeats kept: what exactly-once checks read. */
+export async function idsInParts(
+  getText: (key: string) => Promise<string>,
+  keys: readonly string[],
+): Promise<string[]> {
+  const ids: string[] = [];
+  for (const key of keys) {
+    for (const line of (await getText(key)).split('\n')) {
+      if (line.trim() !== '') ids.push((JSON.parse(line) as { id: string }).id);
+    }
+  }
+  return ids;
+}
+
+/** How often each id appears. */
+export function countIds(ids: readonly string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
 }
