@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../functions/core/types.ts';
 import { runCli, s3Env, tempDir } from '../support/cli.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { idsInParts, startTestS3, type TestS3 } from '../support/s3.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 let upstream: Upstream;
@@ -18,15 +18,7 @@ afterAll(async () => {
   dir.remove();
 });
 
-async function idsIn(keys: readonly string[]): Promise<string[]> {
-  const texts = await Promise.all(keys.map((key) => s3.getText(key)));
-  return texts.flatMap((text) =>
-    text
-      .split('\n')
-      .filter((line) => line.trim() !== '')
-      .map((line) => (JSON.parse(line) as { id: string }).id),
-  );
-}
+const idsIn = (keys: readonly string[]): Promise<string[]> => idsInParts(s3.getText, keys);
 
 describe('fanout redrive', () => {
   it('re-runs the failed items with the chosen codes; a recovered item moves to results, every id once', async () => {

@@ -5,7 +5,7 @@ import { createInProcessDispatcher } from '../../functions/handlers/dispatch.ts'
 import { createRunJobHandler, type RunSummary } from '../../functions/handlers/runner.ts';
 import type { DispatchEvent } from '../../functions/handlers/runner-events.ts';
 import { asRunSummary, capturedShell, createFakeContext, hitClock, testConfig } from '../support/lambda.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { countIds, idsInParts, startTestS3, type TestS3 } from '../support/s3.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 const ITEMS = 1_000;
@@ -79,14 +79,9 @@ it('runs 1,000 items over continuations to a complete manifest with each item ex
   );
   expect(manifest?.status).toBe('complete');
   expect(manifest?.pending).toBeNull();
-  const seen = new Map<string, number>();
-  for (const key of [...(manifest?.results ?? []), ...(manifest?.errors ?? [])]) {
-    for (const line of (await s3.getText(key)).split('\n')) {
-      if (!line) continue;
-      const { id } = JSON.parse(line) as { id: string };
-      seen.set(id, (seen.get(id) ?? 0) + 1);
-    }
-  }
+  const seen = countIds(
+    await idsInParts(s3.getText, [...(manifest?.results ?? []), ...(manifest?.errors ?? [])]),
+  );
   expect(seen.size).toBe(ITEMS);
   for (const item of items) expect(seen.get(item.id), item.id).toBe(1);
   console.info(

@@ -14,7 +14,7 @@ import {
   recordingDispatcher,
   testConfig,
 } from '../support/lambda.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { idsInParts, startTestS3, type TestS3 } from '../support/s3.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 let upstream: Upstream;
@@ -59,18 +59,8 @@ function runner(overrides: Partial<HandlerConfig> = {}, clock?: ReturnType<typeo
 async function idsOf(jobId: string): Promise<{ finished: string[]; pending: string[] }> {
   const manifest = await readManifest({ client: s3.client, bucket: s3.bucket, prefix: 'jobs' }, jobId);
   if (!manifest) throw new Error(`no manifest for ${jobId}`);
-  const finished: string[] = [];
-  for (const key of [...manifest.results, ...manifest.errors]) {
-    for (const line of (await s3.getText(key)).split('\n')) {
-      if (line) finished.push((JSON.parse(line) as { id: string }).id);
-    }
-  }
-  const pending = manifest.pending
-    ? (await s3.getText(manifest.pending))
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => (JSON.parse(line) as { id: string }).id)
-    : [];
+  const finished = await idsInParts(s3.getText, [...manifest.results, ...manifest.errors]);
+  const pending = await idsInParts(s3.getText, manifest.pending ? [manifest.pending] : []);
   return { finished, pending };
 }
 

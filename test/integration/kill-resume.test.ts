@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readManifest } from '../../functions/core/run.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { countIds, idsInParts, startTestS3, type TestS3 } from '../support/s3.ts';
 
 const CHILD = fileURLToPath(new URL('../support/store-child.ts', import.meta.url));
 const ITEMS = 400;
@@ -91,14 +91,8 @@ describe('kill and resume', () => {
         pending: 0,
         duplicates: 0,
       });
-      const seen = new Map<string, number>();
-      for (const key of [...(manifest?.results ?? []), ...(manifest?.errors ?? [])]) {
-        for (const line of (await s3.getText(key)).split('\n')) {
-          if (!line) continue;
-          const id = (JSON.parse(line) as { id: string }).id;
-          seen.set(id, (seen.get(id) ?? 0) + 1);
-        }
-      }
+      const finishedKeys = [...(manifest?.results ?? []), ...(manifest?.errors ?? [])];
+      const seen = countIds(await idsInParts(s3.getText, finishedKeys));
       expect(seen.size).toBe(ITEMS);
       expect([...seen.values()].filter((count) => count !== 1)).toEqual([]);
       // Debris of killed runs is removed by later runs: only listed parts (and the last run's) remain.

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readManifest, runJob } from '../../functions/core/run.ts';
 import type { Manifest } from '../../functions/core/types.ts';
 import { runSharded } from '../../functions/local/shards.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { idsInParts, startTestS3, type TestS3 } from '../support/s3.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 const ITEMS = 20_000;
@@ -28,13 +28,7 @@ const runtime = () => ({
 async function idSets(
   manifest: Manifest,
 ): Promise<{ results: Set<string>; errors: Set<string>; lines: number }> {
-  const read = async (keys: string[]) => {
-    const ids: string[] = [];
-    for (const key of keys)
-      for (const line of (await s3.getText(key)).split('\n'))
-        if (line) ids.push((JSON.parse(line) as { id: string }).id);
-    return ids;
-  };
+  const read = (keys: string[]) => idsInParts(s3.getText, keys);
   const results = await read(manifest.results);
   const errors = await read(manifest.errors);
   return { results: new Set(results), errors: new Set(errors), lines: results.length + errors.length };

@@ -5,7 +5,7 @@ import { startFanOut } from '../../functions/core/engine.ts';
 import { readManifest, runJob } from '../../functions/core/run.ts';
 import type { Manifest, Outcome } from '../../functions/core/types.ts';
 import { fakeEngine, urls } from '../support/fake-engine.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { countIds, idsInParts, listedKeys, startTestS3, type TestS3 } from '../support/s3.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 let s3: TestS3;
@@ -22,16 +22,7 @@ const store = () => ({ client: s3.client, bucket: s3.bucket });
 
 /** Every id across the listed results and errors parts plus pending, with how often it appears. */
 async function idCounts(manifest: Manifest): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  const keys = [...manifest.results, ...manifest.errors, ...(manifest.pending ? [manifest.pending] : [])];
-  for (const key of keys) {
-    for (const line of (await s3.getText(key)).split('\n')) {
-      if (!line) continue;
-      const id = (JSON.parse(line) as { id: string }).id;
-      counts.set(id, (counts.get(id) ?? 0) + 1);
-    }
-  }
-  return counts;
+  return countIds(await idsInParts(s3.getText, listedKeys(manifest)));
 }
 
 interface Interrupt {

@@ -16,7 +16,7 @@ import {
 import type { Manifest } from '../../functions/core/types.ts';
 import { recordingClock } from '../support/clock.ts';
 import { fakeEngine, urls } from '../support/fake-engine.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { countIds, idsInParts, listedKeys, startTestS3, type TestS3 } from '../support/s3.ts';
 import { enforceConditionalWrites, injectS3Answers } from '../support/s3-faults.ts';
 
 let s3: TestS3;
@@ -53,18 +53,7 @@ function sampleManifest(jobId: string, writer: string): StoredManifest {
 }
 
 async function everyIdOnce(manifest: Manifest): Promise<{ ids: number; repeated: string[] }> {
-  const seen = new Map<string, number>();
-  for (const key of [
-    ...manifest.results,
-    ...manifest.errors,
-    ...(manifest.pending ? [manifest.pending] : []),
-  ]) {
-    for (const line of (await s3.getText(key)).split('\n')) {
-      if (!line) continue;
-      const id = (JSON.parse(line) as { id: string }).id;
-      seen.set(id, (seen.get(id) ?? 0) + 1);
-    }
-  }
+  const seen = countIds(await idsInParts(s3.getText, listedKeys(manifest)));
   return { ids: seen.size, repeated: [...seen].filter(([, count]) => count !== 1).map(([id]) => id) };
 }
 

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readManifest, runJob } from '../../functions/core/run.ts';
 import type { Manifest } from '../../functions/core/types.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { countIds, idsInParts, listedKeys, startTestS3, type TestS3 } from '../support/s3.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 let s3: TestS3;
@@ -18,19 +18,7 @@ afterAll(async () => {
 const runtime = () => ({ store: { client: s3.client, bucket: s3.bucket }, allow: ['private'] as string[] });
 
 async function idCounts(manifest: Manifest): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for (const key of [
-    ...manifest.results,
-    ...manifest.errors,
-    ...(manifest.pending ? [manifest.pending] : []),
-  ]) {
-    for (const line of (await s3.getText(key)).split('\n')) {
-      if (!line) continue;
-      const id = (JSON.parse(line) as { id: string }).id;
-      counts.set(id, (counts.get(id) ?? 0) + 1);
-    }
-  }
-  return counts;
+  return countIds(await idsInParts(s3.getText, listedKeys(manifest)));
 }
 
 describe('runJob with the real engine', () => {

@@ -21,7 +21,7 @@ import {
 } from '../../../functions/core/store.ts';
 import type { Manifest } from '../../../functions/core/types.ts';
 import { fakeEngine, urls } from '../../support/fake-engine.ts';
-import { getObjectText, listAllKeys } from '../../support/s3.ts';
+import { countIds, getObjectText, idsInParts, listAllKeys, listedKeys } from '../../support/s3.ts';
 
 if (!process.env.AWS_ENDPOINT_URL_S3 && !process.env.AWS_ENDPOINT_URL) {
   throw new Error('the real-S3 suite needs AWS_ENDPOINT_URL_S3: run it with `npm run test:s3-real`');
@@ -51,18 +51,8 @@ afterAll(async () => {
 });
 
 async function everyIdOnce(manifest: Manifest): Promise<{ ids: number; repeated: string[] }> {
-  const seen = new Map<string, number>();
-  for (const key of [
-    ...manifest.results,
-    ...manifest.errors,
-    ...(manifest.pending ? [manifest.pending] : []),
-  ]) {
-    for (const line of (await getObjectText(client, bucket, key)).split('\n')) {
-      if (!line) continue;
-      const id = (JSON.parse(line) as { id: string }).id;
-      seen.set(id, (seen.get(id) ?? 0) + 1);
-    }
-  }
+  const read = (key: string) => getObjectText(client, bucket, key);
+  const seen = countIds(await idsInParts(read, listedKeys(manifest)));
   return { ids: seen.size, repeated: [...seen].filter(([, count]) => count !== 1).map(([id]) => id) };
 }
 
