@@ -10,7 +10,11 @@
 // Politeness (hosts.ts) makes some origins wait: for a permit, a cooldown, a rate slot, or a retry. An
 // item waiting like that steps aside (`parked`) so intake goes on and other origins keep their pace;
 // parked items are bounded too (PARKED_PER_SLOT per slot of concurrency).
+
+import type { Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { type Duplex, duplexPair } from 'node:stream';
+import type { buildConnector } from 'undici';
 import connectorFactory from 'undici/lib/core/connect.js';
 import Agent from 'undici/lib/dispatcher/agent.js';
 import { type Clock, systemClock } from './clock.ts';
@@ -62,7 +66,10 @@ export type EngineRuntime = Runtime & {
    * environment variable sets it; never set it anywhere else.
    */
   benchmarkWithoutGuard?: true;
+  /** The import-time warm-up's in-memory transport (module-private: nothing outside this file can set it). */
+  [warmUpTransport]?: buildConnector.connector;
 };
+const warmUpTransport = Symbol('warm-up transport');
 const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 /** Credentials never follow a redirect to another origin. */
 const CROSS_ORIGIN_DROPPED_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
@@ -75,7 +82,7 @@ type StopReason = 'fail-fast' | 'failure-ratio' | 'deadline' | 'signal' | 'consu
  * here, that lands where Lambda runs module scope (its init phase) instead of in the first job's first
  * wave. Pure: no I/O, no timers, nothing kept.
  */
-function warmUp(): void {
+function warmUpParsers(): void {
   try {
     parseOptions({ transform: { name: 'json' } });
     parseItems(['http://warm-up.invalid/']);
@@ -97,7 +104,55 @@ function warmUp(): void {
     // A warm-up that fails costs the first job the time it would have saved, nothing more.
   }
 }
-warmUp();
+warmUpParsers();
+
+const WARM_UP_BODY = '{"warm":true}';
+const WARM_UP_RESPONSE =
+  'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n' +
+  `content-length: ${WARM_UP_BODY.length}\r\n\r\n${WARM_UP_BODY}`;
+const WARM_UP_REQUESTS = 8;
+
+/**
+ * The warm-up's socket: a pipe in memory whose far end answers every request with WARM_UP_RESPONSE, so
+ * the warm-up sends no byte to any network. undici calls these socket methods on TCP sockets; a pipe has
+ * nothing to set.
+ */
+const inMemoryConnect: buildConnector.connector = (_options, callback) => {
+  const [pipe, peer] = duplexPair();
+  const noop = (): Duplex => pipe;
+  Object.assign(pipe, { setNoDelay: noop, setKeepAlive: noop, setTimeout: noop, ref: noop, unref: noop });
+  peer.on('data', () => peer.write(WARM_UP_RESPONSE));
+  peer.on('error', () => undefined);
+  // A pipe stands in for the TCP socket: undici uses only its stream side and the methods set above.
+  const socket = pipe as unknown as Socket;
+  queueMicrotask(() => callback(null, socket));
+  return socket;
+};
+
+/**
+ * Once per process, at import: a few requests through the whole request path (intake, host permits,
+ * undici's agent, pool, client and HTTP parser, the attempt handler, the JSON transform, the outcome
+ * queue) over an in-memory socket. Cold, that path costs the first job's first wave ~15 ms before its
+ * first request leaves (and its first waves run slower): a latency-bound job pays that on its critical
+ * path. Paid here, it lands in module scope, which Lambda runs in its init phase. It cannot hang an
+ * import: a timer ends it, and a failure only leaves the path cold.
+ */
+async function warmUpRequestPath(): Promise<void> {
+  const urls = Array.from({ length: WARM_UP_REQUESTS }, (_, index) => `http://warm-up.invalid/${index}`);
+  const runtime: EngineRuntime = { signal: AbortSignal.timeout(1_000), [warmUpTransport]: inMemoryConnect };
+  try {
+    const run = startFanOut(
+      parseItems(urls).items,
+      parseOptions({ concurrency: 2, transform: { name: 'json' } }),
+      runtime,
+    );
+    for await (const _outcome of run.outcomes) {
+      // Outcomes are dropped: only the code paths they took matter.
+    }
+  } catch {
+    // A warm-up that fails costs the first job the time it would have saved, nothing more.
+  }
+}
 
 /** The library entry: validates `items` and `options` like a job, then yields outcomes as they finish. */
 export function fanOut(
@@ -588,7 +643,9 @@ export function startFanOut(
     startedAtMs = performance.now();
     loopDelay.enable();
     agent = new Agent({
-      connect: guard === null ? connectorFactory({ timeout: options.timeouts.connectMs }) : guard.connect,
+      connect:
+        runtime[warmUpTransport] ??
+        (guard === null ? connectorFactory({ timeout: options.timeouts.connectMs }) : guard.connect),
       connections: options.perHost,
       pipelining: 1,
       // The HTTP client's sweep owns the headers and body deadlines (http.ts).
@@ -863,3 +920,5 @@ function flattenHeaders(headers: Record<string, string | string[] | undefined>):
   }
   return out;
 }
+
+await warmUpRequestPath();
