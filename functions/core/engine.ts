@@ -66,10 +66,29 @@ export type EngineRuntime = Runtime & {
    * environment variable sets it; never set it anywhere else.
    */
   benchmarkWithoutGuard?: true;
+  /**
+   * Keep, for each succeeded outcome whose value is its whole JSON body, the text it was parsed from
+   * (read with exactJsonOf). The store sets it: it writes that text instead of re-serializing the value.
+   */
+  keepExactJson?: true;
   /** The import-time warm-up's in-memory transport (module-private: nothing outside this file can set it). */
   [warmUpTransport]?: buildConnector.connector;
 };
 const warmUpTransport = Symbol('warm-up transport');
+
+/** Outcome → the JSON text its value was parsed from (runtime.keepExactJson); weak: the consumer owns outcomes. */
+const exactJson = new WeakMap<Outcome, string>();
+
+/**
+ * The JSON text a succeeded outcome's value was parsed from, exactly as the origin sent it (decoded), when
+ * the run kept it (runtime.keepExactJson) and the value is the whole body. Writing that text instead of
+ * JSON.stringify(value) keeps what a parse loses (integers beyond 2^53, number spelling, key order of
+ * duplicates) and skips a serialization per item. It may span lines: only whitespace can (JSON strings
+ * hold no raw line breaks), so a line-oriented writer may turn CR and LF into spaces.
+ */
+export function exactJsonOf(outcome: Outcome): string | undefined {
+  return exactJson.get(outcome);
+}
 const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 /** Credentials never follow a redirect to another origin. */
 const CROSS_ORIGIN_DROPPED_HEADERS = ['authorization', 'cookie', 'proxy-authorization'];
@@ -177,6 +196,7 @@ export function startFanOut(
   const random = Math.random;
   const log = runtime.log;
   const deadline = runtime.deadline;
+  const keepExactJson = runtime.keepExactJson === true;
 
   const job = new AbortController();
   const jobSignal = job.signal;
@@ -625,7 +645,7 @@ export function startFanOut(
         ms,
       };
     }
-    return {
+    const outcome: Outcome = {
       id: item.id,
       url: item.url,
       ok: true,
@@ -634,6 +654,8 @@ export function startFanOut(
       attempts,
       ms,
     };
+    if (keepExactJson && transformed.json !== undefined) exactJson.set(outcome, transformed.json);
+    return outcome;
   };
 
   const onSignalAbort = (): void => stop('signal');

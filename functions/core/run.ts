@@ -1,6 +1,6 @@
 // The whole pipeline of one job: job -> resume set -> engine -> streamed parts -> checkpoints -> manifest.
 import { type Clock, systemClock } from './clock.ts';
-import { startFanOut } from './engine.ts';
+import { exactJsonOf, startFanOut } from './engine.ts';
 import { FanoutError } from './errors.ts';
 import { IdSet } from './finished-ids.ts';
 import { type ParsedJob, parseJob, parseSourceLine, toJobForm } from './job.ts';
@@ -394,6 +394,7 @@ class RunSession {
     const fanOut = engine(this.#intake(finished), this.#job.options, {
       ...this.#runtime,
       signal: this.#signal,
+      keepExactJson: true,
     });
     try {
       for await (const outcome of fanOut.outcomes) {
@@ -441,8 +442,10 @@ class RunSession {
   /** Writes an outcome's line; a promise only when the caller must wait before the next one. */
   #record(outcome: Outcome): Promise<void> | undefined {
     if (outcome.ok) {
-      // The line's head, then the value's JSON as its own piece: the joined line is never built.
-      const value = JSON.stringify(outcome.value ?? null) ?? 'null';
+      // The line's head, then the value's JSON as its own piece: the joined line is never built. A
+      // whole JSON body goes in as the origin wrote it (exactJsonOf: no precision lost, no re-serializing).
+      const exact = exactJsonOf(outcome);
+      const value = exact !== undefined ? oneLine(exact) : (JSON.stringify(outcome.value ?? null) ?? 'null');
       return this.#results.write(resultHead(outcome), value, '}');
     }
     if (outcome.pending === true) return this.#recordPending(outcome);
@@ -701,6 +704,13 @@ function resultHead(outcome: SucceededOutcome): string {
 function errorLine(outcome: FailedOutcome): string {
   const { id, url, error, attempts, ms } = outcome;
   return `{"id":${JSON.stringify(id)},"url":${JSON.stringify(url)},"error":${JSON.stringify(error)},"attempts":${jsonNumber(attempts)},"ms":${jsonNumber(ms)}}`;
+}
+
+const LINE_BREAK = /[\r\n]/g;
+
+/** Valid JSON text on one line: its line breaks can only be whitespace between tokens, so spaces do as well. */
+function oneLine(json: string): string {
+  return json.includes('\n') || json.includes('\r') ? json.replace(LINE_BREAK, ' ') : json;
 }
 
 /** A number as JSON.stringify writes it (NaN and the infinities as null). */

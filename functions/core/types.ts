@@ -73,7 +73,8 @@ export interface FetchedResponse {
 }
 
 export type TransformResult =
-  | { ok: true; value: unknown }
+  /** `json`: the text `value` was parsed from, when the value is the whole JSON body (inline path only). */
+  | { ok: true; value: unknown; json?: string }
   | { ok: false; code: 'TRANSFORM_ERROR' | 'TRANSFORM_TIMEOUT' | 'TRANSFORM_CRASHED'; message: string };
 
 /** Runs one named transform over one response; never throws for a transform's own failure. */

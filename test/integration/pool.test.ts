@@ -220,7 +220,7 @@ describe('transform pool', () => {
     const transforms = pool({ inlineMaxBodyBytes: 1024 });
     await expect(
       transforms.run(response('{"a":1}', 'application/json'), { name: 'json', options: {} }, never),
-    ).resolves.toEqual({ ok: true, value: { a: 1 } });
+    ).resolves.toEqual({ ok: true, value: { a: 1 }, json: '{"a":1}' });
     await expect(
       transforms.run(response('{"a":', 'application/json'), { name: 'auto', options: {} }, never),
     ).resolves.toMatchObject({ ok: false, code: 'TRANSFORM_ERROR' });

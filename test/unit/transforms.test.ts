@@ -217,10 +217,17 @@ describe('applyTransform', () => {
 
 describe('applyCheapTransform', () => {
   it('runs a cheap built-in synchronously and declines the others', () => {
-    expect(applyCheapTransform('json', text('[1]', 'application/json'), {})).toEqual({
+    // The whole body's text comes along (the store writes it as received); a projection has none.
+    expect(applyCheapTransform('json', text(' [1]', 'application/json'), {})).toEqual({
       ok: true,
       value: [1],
+      json: ' [1]',
     });
+    expect(applyCheapTransform('json', text('{"a":[1]}', 'application/json'), { select: ['/a'] })).toEqual({
+      ok: true,
+      value: { '/a': [1] },
+    });
+    expect(applyCheapTransform('raw', text('[1]', 'text/plain'), {})).not.toHaveProperty('json');
     expect(applyCheapTransform('json', text('[1', 'application/json'), {})).toMatchObject({
       ok: false,
       code: 'TRANSFORM_ERROR',

@@ -3,7 +3,7 @@ import type { FetchedResponse, TransformResult } from '../types.ts';
 import { autoTransform } from './auto.ts';
 import { describeError, type TransformFn } from './contract.ts';
 import { digestTransform } from './digest.ts';
-import { jsonTransform } from './json.ts';
+import { jsonTransform, takeExactJson } from './json.ts';
 import { rawTransform } from './raw.ts';
 
 /** Linear in the body and allocation-light; `html` and user transforms are never here (may be CPU-heavy). */
@@ -29,9 +29,12 @@ export function applyCheapTransform(
 ): TransformResult | undefined {
   const transform = cheapTransform(name);
   if (!transform) return undefined;
+  takeExactJson(undefined);
   try {
     const value = transform(response, options);
-    return { ok: true, value: value === undefined ? null : value };
+    if (value === undefined) return { ok: true, value: null };
+    const json = takeExactJson(value);
+    return json === undefined ? { ok: true, value } : { ok: true, value, json };
   } catch (error) {
     return { ok: false, code: 'TRANSFORM_ERROR', message: describeError(error) };
   }

@@ -85,6 +85,26 @@ export function jsonTransform(response: FetchedResponse, options: Record<string,
   }
 }
 
+/**
+ * The last body parsed whole: its value and the text it came from. A transform that returns that very
+ * value (json without select/jmespath, auto on a JSON body) has the exact text at hand, so the store can
+ * write it as received instead of re-serializing the value (see takeExactJson). Set and read within one
+ * synchronous transform call on this thread.
+ */
+let lastParsedValue: unknown;
+let lastParsedText: string | undefined;
+
+/**
+ * The JSON text `value` was parsed from, when it is the whole body parsed by the transform that just ran;
+ * else undefined. Clears what it read.
+ */
+export function takeExactJson(value: unknown): string | undefined {
+  const text = value === lastParsedValue ? lastParsedText : undefined;
+  lastParsedValue = undefined;
+  lastParsedText = undefined;
+  return text;
+}
+
 /** Decodes (declared charset, else UTF-8, strictly) and parses; errors name the position. */
 export function parseJsonBody(response: FetchedResponse): unknown {
   const { charset } = parseContentType(response.headers);
@@ -93,7 +113,10 @@ export function parseJsonBody(response: FetchedResponse): unknown {
     throw new Error(`body is not valid ${charset ?? 'utf-8'} text, so not JSON`);
   }
   try {
-    return JSON.parse(text);
+    const value: unknown = JSON.parse(text);
+    lastParsedValue = value;
+    lastParsedText = text;
+    return value;
   } catch (error) {
     const offset = jsonErrorOffset(text);
     // V8's message quotes the body; the item error keeps only the reason and our exact position.
