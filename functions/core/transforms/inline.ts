@@ -29,15 +29,18 @@ export function applyCheapTransform(
 ): TransformResult | undefined {
   const transform = cheapTransform(name);
   if (!transform) return undefined;
-  takeExactJson(undefined);
+  let value: unknown;
+  let json: string | undefined;
   try {
-    const value = transform(response, options);
-    if (value === undefined) return { ok: true, value: null };
-    const json = takeExactJson(value);
-    return json === undefined ? { ok: true, value } : { ok: true, value, json };
+    value = transform(response, options);
   } catch (error) {
     return { ok: false, code: 'TRANSFORM_ERROR', message: describeError(error) };
+  } finally {
+    // Read on every path, so no parsed body is kept past the call (takeExactJson clears it).
+    json = takeExactJson(value);
   }
+  if (value === undefined) return { ok: true, value: null };
+  return json === undefined ? { ok: true, value } : { ok: true, value, json };
 }
 
 /** Runs a transform to a result: whatever it throws becomes TRANSFORM_ERROR, never an exception. */
@@ -52,5 +55,8 @@ export async function applyTransform(
     return { ok: true, value: value === undefined ? null : value };
   } catch (error) {
     return { ok: false, code: 'TRANSFORM_ERROR', message: describeError(error) };
+  } finally {
+    // A built-in run here (a worker) may have parsed a body whole: drop it rather than hold it until the next.
+    takeExactJson(undefined);
   }
 }
