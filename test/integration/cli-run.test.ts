@@ -1,40 +1,28 @@
 // `fanout run` end to end as a subprocess: exit codes 0/3/2/1, the manifest alone on stdout, results in S3.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../functions/core/types.ts';
-import { runCli, s3Env, tempDir } from '../support/cli.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
-import { startUpstream, type Upstream } from '../support/upstream.ts';
+import { runCli, s3Env, useCliWorld } from '../support/cli.ts';
 
-let upstream: Upstream;
-let s3: TestS3;
-let dir: ReturnType<typeof tempDir>;
+const world = useCliWorld();
 let jobs = 0;
 
-beforeAll(async () => {
-  [upstream, s3] = await Promise.all([startUpstream(), startTestS3()]);
-  dir = tempDir();
-});
-afterAll(async () => {
-  await Promise.all([upstream.close(), s3.stop()]);
-  dir.remove();
-});
-beforeEach(() => upstream.reset());
+beforeEach(() => world.upstream.reset());
 
 /** A job file with a fresh id, so every test owns its job. */
 function jobFile(items: unknown[], options: Record<string, unknown> = {}): { path: string; jobId: string } {
   const jobId = `cli-run-${++jobs}-${process.pid}`;
-  return { path: dir.file(`${jobId}.json`, { jobId, items, options }), jobId };
+  return { path: world.dir.file(`${jobId}.json`, { jobId, items, options }), jobId };
 }
 
 function run(args: string[], input?: string) {
-  return runCli(['run', ...args, '--bucket', s3.bucket, '--progress', 'json'], {
-    env: { ...s3Env(s3.endpoint), FANOUT_LOCAL_DIR: dir.path },
+  return runCli(['run', ...args, '--bucket', world.s3.bucket, '--progress', 'json'], {
+    env: { ...s3Env(world.s3.endpoint), FANOUT_LOCAL_DIR: world.dir.path },
     ...(input === undefined ? {} : { input }),
   });
 }
 
 async function linesOf(keys: readonly string[]): Promise<Array<Record<string, unknown>>> {
-  const texts = await Promise.all(keys.map((key) => s3.getText(key)));
+  const texts = await Promise.all(keys.map((key) => world.s3.getText(key)));
   return texts.flatMap((text) =>
     text
       .split('\n')
@@ -45,7 +33,7 @@ async function linesOf(keys: readonly string[]): Promise<Array<Record<string, un
 
 describe('fanout run', () => {
   it('exits 0 for a clean complete job, prints only the manifest on stdout, and the results in S3 match', async () => {
-    const urls = Array.from({ length: 12 }, (_, index) => `${upstream.origin}/item/${index}`);
+    const urls = Array.from({ length: 12 }, (_, index) => `${world.upstream.origin}/item/${index}`);
     const job = jobFile(urls, { concurrency: 4 });
     const result = await run([job.path, '--allow', '127.0.0.1']);
 
@@ -59,12 +47,12 @@ describe('fanout run', () => {
     const results = await linesOf(manifest.results);
     expect(results.map((line) => line.url).sort()).toEqual([...urls].sort());
     expect(results.every((line) => line.status === 200)).toBe(true);
-    expect(upstream.hits()).toBe(12);
+    expect(world.upstream.hits()).toBe(12);
     expect(result.stderr).toContain(`job ${job.jobId} complete`);
   });
 
   it('exits 3 when the job completes with failed items, recorded in errors/ with their code', async () => {
-    const job = jobFile([`${upstream.origin}/item/1`, `${upstream.origin}/missing?status=404`]);
+    const job = jobFile([`${world.upstream.origin}/item/1`, `${world.upstream.origin}/missing?status=404`]);
     const result = await run([job.path, '--allow', '127.0.0.1']);
 
     expect(result.code).toBe(3);
@@ -77,8 +65,8 @@ describe('fanout run', () => {
 
   it('exits 2 when the deadline leaves items pending, and lists them in pending.jsonl', async () => {
     // Items that never answer: whatever the timing, the deadline is what ends them.
-    const hanging = [1, 2, 3].map((index) => `${upstream.origin}/slow/${index}?hang=1`);
-    const job = jobFile([`${upstream.origin}/item/1`, ...hanging], { concurrency: 4 });
+    const hanging = [1, 2, 3].map((index) => `${world.upstream.origin}/slow/${index}?hang=1`);
+    const job = jobFile([`${world.upstream.origin}/item/1`, ...hanging], { concurrency: 4 });
     const result = await run([job.path, '--allow', '127.0.0.1', '--deadline', '500ms']);
 
     expect(result.code).toBe(2);
@@ -91,7 +79,10 @@ describe('fanout run', () => {
   });
 
   it('exits 1 and still prints the manifest when the failure ratio aborts the job', async () => {
-    const failing = Array.from({ length: 12 }, (_, index) => `${upstream.origin}/down/${index}?status=404`);
+    const failing = Array.from(
+      { length: 12 },
+      (_, index) => `${world.upstream.origin}/down/${index}?status=404`,
+    );
     const job = jobFile(failing, { concurrency: 1, maxFailureRatio: 0.5 });
     const result = await run([job.path, '--allow', '127.0.0.1']);
 
@@ -101,7 +92,7 @@ describe('fanout run', () => {
   });
 
   it('exits 1 with one stderr line naming the item and field of a bad job, and fetches nothing', async () => {
-    const job = jobFile([`${upstream.origin}/item/1`, 'ftp://example.invalid/file']);
+    const job = jobFile([`${world.upstream.origin}/item/1`, 'ftp://example.invalid/file']);
     const result = await run([job.path, '--allow', '127.0.0.1']);
 
     expect(result.code).toBe(1);
@@ -109,7 +100,7 @@ describe('fanout run', () => {
     const lines = result.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^fanout: .*items\[1\]\.url: invalid URL/);
-    expect(upstream.hits()).toBe(0);
+    expect(world.upstream.hits()).toBe(0);
   });
 
   it.each([
@@ -125,7 +116,7 @@ describe('fanout run', () => {
       /options\.concurrency: must be <= 1024/,
     ],
   ])('exits 1 with one stderr line for %s', async (_name, content, message) => {
-    const path = dir.file(`bad-${++jobs}.json`, content);
+    const path = world.dir.file(`bad-${++jobs}.json`, content);
     const result = await run([path]);
 
     expect(result.code).toBe(1);
@@ -136,11 +127,11 @@ describe('fanout run', () => {
 
   it('reads the job from stdin with -, with flags before the job argument', async () => {
     const jobId = `cli-run-stdin-${process.pid}`;
-    const input = JSON.stringify({ jobId, items: [`${upstream.origin}/item/7`] });
+    const input = JSON.stringify({ jobId, items: [`${world.upstream.origin}/item/7`] });
     const result = await runCli(
-      ['run', '--bucket', s3.bucket, '--allow', '127.0.0.1', '--progress', 'none', '-'],
+      ['run', '--bucket', world.s3.bucket, '--allow', '127.0.0.1', '--progress', 'none', '-'],
       {
-        env: s3Env(s3.endpoint),
+        env: s3Env(world.s3.endpoint),
         input,
       },
     );
@@ -150,7 +141,7 @@ describe('fanout run', () => {
   });
 
   it('refuses loopback destinations without --allow: each item fails BLOCKED_DESTINATION, exit 3', async () => {
-    const job = jobFile([`${upstream.origin}/item/1`, `${upstream.origin}/item/2`]);
+    const job = jobFile([`${world.upstream.origin}/item/1`, `${world.upstream.origin}/item/2`]);
     const result = await run([job.path]);
 
     expect(result.code).toBe(3);
@@ -161,23 +152,23 @@ describe('fanout run', () => {
       'BLOCKED_DESTINATION',
       'BLOCKED_DESTINATION',
     ]);
-    expect(upstream.hits()).toBe(0);
+    expect(world.upstream.hits()).toBe(0);
   });
 
   it('reprints the manifest of a complete job on a rerun, exits by its counts, and fetches nothing', async () => {
-    const job = jobFile([`${upstream.origin}/item/1`, `${upstream.origin}/gone?status=410`]);
+    const job = jobFile([`${world.upstream.origin}/item/1`, `${world.upstream.origin}/gone?status=410`]);
     const first = await run([job.path, '--allow', '127.0.0.1']);
-    const hits = upstream.hits();
+    const hits = world.upstream.hits();
     const second = await run([job.path, '--allow', '127.0.0.1']);
 
     expect(first.code).toBe(3);
     expect(second.code).toBe(3);
-    expect(upstream.hits()).toBe(hits);
+    expect(world.upstream.hits()).toBe(hits);
     expect(JSON.parse(second.stdout)).toMatchObject({ jobId: job.jobId, status: 'complete', runs: 1 });
   });
 
   it('writes a JSON progress line to stderr when stderr is not a terminal', async () => {
-    const job = jobFile([`${upstream.origin}/item/1`]);
+    const job = jobFile([`${world.upstream.origin}/item/1`]);
     const result = await run([job.path, '--allow', '127.0.0.1']);
 
     const progress = result.stderr.split('\n').filter((line) => line.startsWith('{"type":"progress"'));
@@ -186,7 +177,7 @@ describe('fanout run', () => {
   });
 
   it('--shards K runs the Distributed Map simulation and prints the merged manifest', async () => {
-    const urls = Array.from({ length: 20 }, (_, index) => `${upstream.origin}/item/${index}`);
+    const urls = Array.from({ length: 20 }, (_, index) => `${world.upstream.origin}/item/${index}`);
     const job = jobFile(urls);
     const result = await run([job.path, '--allow', '127.0.0.1', '--shards', '2']);
 

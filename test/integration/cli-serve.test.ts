@@ -1,22 +1,9 @@
 // `fanout serve` and `fanout invoke` as subprocesses: the api and runner handlers behind the local stand-ins.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../../functions/core/types.ts';
-import { runCli, s3Env, spawnCli, tempDir } from '../support/cli.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
-import { startUpstream, type Upstream } from '../support/upstream.ts';
+import { runCli, s3Env, spawnCli, useCliWorld } from '../support/cli.ts';
 
-let upstream: Upstream;
-let s3: TestS3;
-let dir: ReturnType<typeof tempDir>;
-
-beforeAll(async () => {
-  [upstream, s3] = await Promise.all([startUpstream(), startTestS3()]);
-  dir = tempDir();
-});
-afterAll(async () => {
-  await Promise.all([upstream.close(), s3.stop()]);
-  dir.remove();
-});
+const world = useCliWorld();
 
 async function postJob(
   url: string,
@@ -32,8 +19,8 @@ async function postJob(
 
 describe('fanout serve', () => {
   it('answers POST /jobs and GET /jobs/{id} through the api handler, runs large jobs in-process, stops on SIGINT', async () => {
-    const server = spawnCli(['serve', '--port', '0', '--bucket', s3.bucket, '--allow', '127.0.0.1'], {
-      env: s3Env(s3.endpoint),
+    const server = spawnCli(['serve', '--port', '0', '--bucket', world.s3.bucket, '--allow', '127.0.0.1'], {
+      env: s3Env(world.s3.endpoint),
     });
     try {
       await server.waitForStderr((stderr) => stderr.includes('serving the jobs API'));
@@ -42,7 +29,7 @@ describe('fanout serve', () => {
 
       const small = await postJob(url, {
         jobId: `serve-small-${process.pid}`,
-        items: [`${upstream.origin}/item/1`],
+        items: [`${world.upstream.origin}/item/1`],
       });
       expect(small.status).toBe(200);
       expect(small.body).toMatchObject({ status: 'complete', counts: { succeeded: 1 } });
@@ -53,7 +40,7 @@ describe('fanout serve', () => {
       expect((await fetch(`${url}/jobs/never-submitted`)).status).toBe(404);
 
       const largeId = `serve-large-${process.pid}`;
-      const items = Array.from({ length: 150 }, (_, index) => `${upstream.origin}/item/${index}`);
+      const items = Array.from({ length: 150 }, (_, index) => `${world.upstream.origin}/item/${index}`);
       const large = await postJob(url, { jobId: largeId, items });
       expect(large.status).toBe(202);
       expect(large.body).toMatchObject({
@@ -81,12 +68,12 @@ describe('fanout serve', () => {
 describe('fanout invoke', () => {
   it("runs the runner handler with a job event and prints the handler's result alone on stdout", async () => {
     const jobId = `invoke-${process.pid}`;
-    const event = dir.file('direct.json', {
+    const event = world.dir.file('direct.json', {
       jobId,
-      items: [`${upstream.origin}/item/1`, `${upstream.origin}/item/2`],
+      items: [`${world.upstream.origin}/item/1`, `${world.upstream.origin}/item/2`],
     });
-    const result = await runCli(['invoke', event, '--bucket', s3.bucket, '--allow', '127.0.0.1'], {
-      env: s3Env(s3.endpoint),
+    const result = await runCli(['invoke', event, '--bucket', world.s3.bucket, '--allow', '127.0.0.1'], {
+      env: s3Env(world.s3.endpoint),
     });
 
     expect(result.code).toBe(0);
@@ -95,7 +82,7 @@ describe('fanout invoke', () => {
   });
 
   it("routes an API Gateway event to the api handler and prints Lambda's error payload for a bad event", async () => {
-    const apiEvent = dir.file('api.json', {
+    const apiEvent = world.dir.file('api.json', {
       version: '2.0',
       routeKey: 'GET /jobs/{id}',
       rawPath: '/jobs/not-there',
@@ -105,12 +92,12 @@ describe('fanout invoke', () => {
       requestContext: { http: { method: 'GET', path: '/jobs/not-there' }, routeKey: 'GET /jobs/{id}' },
       isBase64Encoded: false,
     });
-    const env = s3Env(s3.endpoint);
-    const api = await runCli(['invoke', apiEvent, '--bucket', s3.bucket], { env });
+    const env = s3Env(world.s3.endpoint);
+    const api = await runCli(['invoke', apiEvent, '--bucket', world.s3.bucket], { env });
     expect(api.code).toBe(0);
     expect(JSON.parse(api.stdout)).toMatchObject({ statusCode: 404 });
 
-    const bad = await runCli(['invoke', '-', '--bucket', s3.bucket, '--handler', 'run-job'], {
+    const bad = await runCli(['invoke', '-', '--bucket', world.s3.bucket, '--handler', 'run-job'], {
       env,
       input: '[1, 2]',
     });

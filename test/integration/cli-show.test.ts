@@ -1,41 +1,28 @@
 // `fanout show` and `--help` as subprocesses: a finished job's manifest with its first results and errors.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../../functions/core/types.ts';
-import { runCli, s3Env, tempDir } from '../support/cli.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
-import { startUpstream, type Upstream } from '../support/upstream.ts';
+import { runCli, s3Env, useCliWorld } from '../support/cli.ts';
 
-let upstream: Upstream;
-let s3: TestS3;
-let dir: ReturnType<typeof tempDir>;
-
-beforeAll(async () => {
-  [upstream, s3] = await Promise.all([startUpstream(), startTestS3()]);
-  dir = tempDir();
-});
-afterAll(async () => {
-  await Promise.all([upstream.close(), s3.stop()]);
-  dir.remove();
-});
+const world = useCliWorld();
 
 describe('fanout show', () => {
   it("prints a finished job's manifest with its first results and errors, read through the manifest", async () => {
     const jobId = `cli-show-${process.pid}`;
     const items = [
-      ...Array.from({ length: 8 }, (_, index) => `${upstream.origin}/item/${index}`),
-      `${upstream.origin}/broken?status=404`,
+      ...Array.from({ length: 8 }, (_, index) => `${world.upstream.origin}/item/${index}`),
+      `${world.upstream.origin}/broken?status=404`,
     ];
-    const path = dir.file('show.json', { jobId, items });
-    const env = s3Env(s3.endpoint);
+    const path = world.dir.file('show.json', { jobId, items });
+    const env = s3Env(world.s3.endpoint);
     const ran = await runCli(
-      ['run', path, '--bucket', s3.bucket, '--allow', '127.0.0.1', '--progress', 'none'],
+      ['run', path, '--bucket', world.s3.bucket, '--allow', '127.0.0.1', '--progress', 'none'],
       {
         env,
       },
     );
     expect(ran.code).toBe(3);
 
-    const shown = await runCli(['show', jobId, '--bucket', s3.bucket, '--limit', '3'], { env });
+    const shown = await runCli(['show', jobId, '--bucket', world.s3.bucket, '--limit', '3'], { env });
 
     expect(shown.code).toBe(0);
     const output = JSON.parse(shown.stdout) as {
@@ -57,7 +44,9 @@ describe('fanout show', () => {
   });
 
   it('exits 1 with one line when the job has no manifest', async () => {
-    const shown = await runCli(['show', 'no-such-job', '--bucket', s3.bucket], { env: s3Env(s3.endpoint) });
+    const shown = await runCli(['show', 'no-such-job', '--bucket', world.s3.bucket], {
+      env: s3Env(world.s3.endpoint),
+    });
 
     expect(shown.code).toBe(1);
     expect(shown.stdout).toBe('');

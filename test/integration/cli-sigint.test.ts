@@ -1,24 +1,12 @@
 // Ctrl-C during `fanout run`: in-flight items become pending, the manifest says partial (exit 2), a rerun finishes.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../../functions/core/types.ts';
-import { progressLines, runCli, s3Env, spawnCli, tempDir } from '../support/cli.ts';
-import { idsInParts, startTestS3, type TestS3 } from '../support/s3.ts';
-import { startUpstream, type Upstream } from '../support/upstream.ts';
+import { progressLines, runCli, s3Env, spawnCli, useCliWorld } from '../support/cli.ts';
+import { idsInParts } from '../support/s3.ts';
 
-let upstream: Upstream;
-let s3: TestS3;
-let dir: ReturnType<typeof tempDir>;
+const world = useCliWorld();
 
-beforeAll(async () => {
-  [upstream, s3] = await Promise.all([startUpstream(), startTestS3()]);
-  dir = tempDir();
-});
-afterAll(async () => {
-  await Promise.all([upstream.close(), s3.stop()]);
-  dir.remove();
-});
-
-const idsIn = (keys: readonly string[]): Promise<string[]> => idsInParts(s3.getText, keys);
+const idsIn = (keys: readonly string[]): Promise<string[]> => idsInParts(world.s3.getText, keys);
 
 describe('fanout run interrupted by SIGINT', () => {
   it('writes a partial manifest and exits 2; the rerun completes with every item exactly once', async () => {
@@ -26,11 +14,11 @@ describe('fanout run interrupted by SIGINT', () => {
     // Slow enough that the run is still going when we interrupt it, whatever the machine's speed.
     const items = Array.from({ length: 40 }, (_, index) => ({
       id: `item-${index}`,
-      url: `${upstream.origin}/item/${index}?latency=300`,
+      url: `${world.upstream.origin}/item/${index}?latency=300`,
     }));
-    const path = dir.file('sigint.json', { jobId, items, options: { concurrency: 2 } });
-    const args = ['run', path, '--bucket', s3.bucket, '--allow', '127.0.0.1', '--progress', 'json'];
-    const env = { ...s3Env(s3.endpoint), FANOUT_PROGRESS_INTERVAL_MS: '50' };
+    const path = world.dir.file('sigint.json', { jobId, items, options: { concurrency: 2 } });
+    const args = ['run', path, '--bucket', world.s3.bucket, '--allow', '127.0.0.1', '--progress', 'json'];
+    const env = { ...s3Env(world.s3.endpoint), FANOUT_PROGRESS_INTERVAL_MS: '50' };
 
     const first = spawnCli(args, { env });
     // Interrupt once a few items are done: progress lines say so, no wall-clock guess.
@@ -61,11 +49,11 @@ describe('fanout run interrupted by SIGINT', () => {
     const jobId = `cli-kill-${process.pid}`;
     const items = Array.from({ length: 30 }, (_, index) => ({
       id: `kill-${index}`,
-      url: `${upstream.origin}/item/${index}?latency=200`,
+      url: `${world.upstream.origin}/item/${index}?latency=200`,
     }));
-    const path = dir.file('kill.json', { jobId, items, options: { concurrency: 2 } });
-    const args = ['run', path, '--bucket', s3.bucket, '--allow', '127.0.0.1', '--progress', 'json'];
-    const env = { ...s3Env(s3.endpoint), FANOUT_PROGRESS_INTERVAL_MS: '50' };
+    const path = world.dir.file('kill.json', { jobId, items, options: { concurrency: 2 } });
+    const args = ['run', path, '--bucket', world.s3.bucket, '--allow', '127.0.0.1', '--progress', 'json'];
+    const env = { ...s3Env(world.s3.endpoint), FANOUT_PROGRESS_INTERVAL_MS: '50' };
 
     const first = spawnCli(args, { env });
     await first.waitForStderr((stderr) => progressLines(stderr).some((line) => Number(line.done) >= 4));
