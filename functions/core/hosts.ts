@@ -12,11 +12,11 @@
 // estimate): below it, it grows +1 per answer (doubling per round trip); at it, it probes +1 only once
 // per PROBE_ROUNDS round trips. A refusal cuts the limit multiplicatively, once per round trip (answers
 // to requests sent before the cut do not cut again), and lowers the knee.
-// A fresh origin starts at perHost (DESIGN: "cut on 429/503, grown back"), not with a TCP-style slow
-// start: the operator's perHost is the bound they chose, and slow start from 4 cost every run two to
-// three round trips per origin (S1, 10 waves: +20% wall). The price is one burst: an origin whose knee
-// is below perHost refuses the excess of the first wave once (bench:polite, knee 10, perHost 50: 48
-// refusals in 2,000 requests instead of 18), and the knee is learnt from those refusals at once.
+// A fresh origin gets a first window of min(perHost, 32), and goes to perHost (DESIGN: "cut on 429/503,
+// grown back") as soon as an answer from it is a success with no refusal before it; not a TCP-style
+// slow start: the operator's perHost is the bound they chose, and slow start from 4 cost every run two
+// to three round trips per origin (S1, 10 waves: +20% wall). The price is at most one burst of 32: an
+// origin whose knee is below it refuses the excess once, and the knee is learnt from those refusals.
 import type { Clock } from './clock.ts';
 import { MAX_RETRY_AFTER_MS } from './defaults.ts';
 import type { HostStats } from './types.ts';
@@ -84,9 +84,11 @@ const MAX_REPORTED_ORIGINS = 100;
 /** The multiplicative cut on a refusal. */
 const CUT_FACTOR = 0.5;
 /**
- * A fresh origin's first window (then +1 per answer, doubling each round trip, up to perHost). Measured
- * both ways (bench:polite, knee 10, perHost 50; bench:engine S1, C=20): starting at perHost refused 48
- * of 2,000 requests (2.4%), all but ~8 in the first burst; 32 keeps a first wave of 32 (S1's 20 in full).
+ * A fresh origin's first window: a probe. Its first answer decides: a success before any refusal means
+ * the origin took this many at once, and the limit goes to perHost; a refusal first means the knee is
+ * below it, learnt from the refusals, and growth is +1 per answer from the cut. Measured (bench:polite,
+ * knee 10, perHost 50): starting at perHost refused 48 of 2,000 requests (2.4%), all but ~8 in the first
+ * burst. Growing +1 per answer from 32 instead of jumping cost S2 (C=100, 50 ms) about two round trips.
  */
 const INITIAL_LIMIT = 32;
 /** At the knee, one +1 probe per this many round trips: the probe is the refusal we pay to find more room. */
@@ -105,6 +107,8 @@ interface HostState {
   limit: number;
   /** The concurrency believed safe: fast growth below it, slow probes at it. */
   knee: number;
+  /** No answer with a status yet: the first one decides how the first window grows (INITIAL_LIMIT). */
+  probing: boolean;
   /** Answers counted toward the next probe. */
   credit: number;
   /** Permits granted so far; `cutSeq` is the count at the last cut (later grants saw the cut limit). */
@@ -146,6 +150,7 @@ export function createHostScheduler(options: HostSchedulerOptions, clock: Clock)
         active: 0,
         limit: adaptive ? Math.min(maxLimit, INITIAL_LIMIT) : maxLimit,
         knee: maxLimit,
+        probing: adaptive,
         credit: 0,
         seq: 0,
         cutSeq: 0,
@@ -263,6 +268,7 @@ export function createHostScheduler(options: HostSchedulerOptions, clock: Clock)
 
   const adapt = (state: HostState, report: AttemptReport, seq: number, activeAtGrant: number): void => {
     if (report.throttled) {
+      state.probing = false;
       // It refused the activeAtGrant-th concurrent request: one fewer is the best guess of its knee.
       state.knee = Math.max(1, Math.min(state.knee, activeAtGrant - 1));
       if (seq > state.cutSeq) {
@@ -275,6 +281,11 @@ export function createHostScheduler(options: HostSchedulerOptions, clock: Clock)
     }
     // No answer at all (connection, timeout) says nothing about how much the origin will take.
     if (report.status === undefined) return;
+    if (state.probing) {
+      state.probing = false;
+      state.limit = state.knee;
+      return;
+    }
     if (state.limit < state.knee) {
       state.limit++;
       return;

@@ -5,16 +5,22 @@ import { createHostScheduler, type HostPermit } from '../../functions/core/hosts
 
 function drain(adaptive: boolean, perHost: number): HostPermit[] {
   const scheduler = createHostScheduler({ perHost, perHostRate: null, adaptive }, systemClock);
-  const permits: HostPermit[] = [];
-  for (let permit = scheduler.tryAcquire('https://a.test'); permit !== null; ) {
-    permits.push(permit);
-    permit = scheduler.tryAcquire('https://a.test');
-  }
+  const permits = drainFrom(scheduler);
   scheduler.close();
   return permits;
 }
 
 const ok = { ok: true, status: 200, throttled: false, latencyMs: 5 };
+
+/** Every permit the scheduler grants for the origin right now. */
+function drainFrom(scheduler: ReturnType<typeof createHostScheduler>): HostPermit[] {
+  const permits: HostPermit[] = [];
+  for (let permit = scheduler.tryAcquire('https://a.test'); permit !== null; ) {
+    permits.push(permit);
+    permit = scheduler.tryAcquire('https://a.test');
+  }
+  return permits;
+}
 
 describe('a fresh origin’s first window', () => {
   it.each([
@@ -29,15 +35,31 @@ describe('a fresh origin’s first window', () => {
     },
   );
 
-  it('grows by one per answer (doubling each round trip) up to perHost', () => {
+  it('goes to perHost on its first answer when that is a success and nothing was refused', () => {
     const scheduler = createHostScheduler({ perHost: 50, perHostRate: null, adaptive: true }, systemClock);
-    const first: HostPermit[] = [];
-    for (
-      let p = scheduler.tryAcquire('https://a.test');
-      p !== null;
-      p = scheduler.tryAcquire('https://a.test')
-    )
-      first.push(p);
+    const first = drainFrom(scheduler);
+    expect(first).toHaveLength(32);
+    first[0]?.release(ok);
+    // 31 still in flight under a limit of 50.
+    expect(drainFrom(scheduler)).toHaveLength(19);
+    expect(scheduler.stats()['https://a.test']?.finalLimit).toBe(50);
+    scheduler.close();
+  });
+
+  it('grows by one per answer from the cut when a refusal came before the first success', () => {
+    const scheduler = createHostScheduler({ perHost: 50, perHostRate: null, adaptive: true }, systemClock);
+    const first = drainFrom(scheduler);
+    // The 32nd was refused at once (knee 31, limit cut to 16), then the first success arrived.
+    first[31]?.release({ ok: false, status: 429, throttled: true, latencyMs: 1 });
+    first[0]?.release(ok);
+    expect(scheduler.stats()['https://a.test']?.finalLimit).toBe(17);
+    expect(drainFrom(scheduler)).toHaveLength(0);
+    scheduler.close();
+  });
+
+  it('reaches perHost once the whole first window has answered', () => {
+    const scheduler = createHostScheduler({ perHost: 50, perHostRate: null, adaptive: true }, systemClock);
+    const first = drainFrom(scheduler);
     for (const permit of first) permit.release(ok);
     let second = 0;
     while (scheduler.tryAcquire('https://a.test') !== null) second++;
@@ -47,13 +69,7 @@ describe('a fresh origin’s first window', () => {
 
   it('cuts to the knee it learnt, not above it, on the first refusals', () => {
     const scheduler = createHostScheduler({ perHost: 50, perHostRate: null, adaptive: true }, systemClock);
-    const first: HostPermit[] = [];
-    for (
-      let p = scheduler.tryAcquire('https://a.test');
-      p !== null;
-      p = scheduler.tryAcquire('https://a.test')
-    )
-      first.push(p);
+    const first = drainFrom(scheduler);
     // The origin took 10 and refused the 11th onwards.
     first.forEach((permit, index) => {
       permit.release(index < 10 ? ok : { ok: false, status: 429, throttled: true, latencyMs: 5 });
