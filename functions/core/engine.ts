@@ -88,8 +88,13 @@ const RUN_ENDED: Error = Object.defineProperty(new Error('fan-out ended: idle co
   configurable: true,
 });
 
-/** Outcome → the JSON text its value was parsed from (runtime.keepExactJson); weak: the consumer owns outcomes. */
-const exactJson = new WeakMap<Outcome, string>();
+/**
+ * Where a succeeded outcome carries the JSON text its value was parsed from (runtime.keepExactJson). A
+ * module-private key: in no public type, and JSON.stringify skips it. Not a WeakMap: a set per item cost
+ * ~1 µs of the store's 10-15 µs per result, plus ephemeron work in every GC (bench:store, profiled).
+ */
+const EXACT_JSON = Symbol('exact JSON');
+type WithExactJson = Outcome & { [EXACT_JSON]?: string };
 
 /**
  * The JSON text a succeeded outcome's value was parsed from, exactly as the origin sent it (decoded), when
@@ -99,7 +104,7 @@ const exactJson = new WeakMap<Outcome, string>();
  * hold no raw line breaks), so a line-oriented writer may turn CR and LF into spaces.
  */
 export function exactJsonOf(outcome: Outcome): string | undefined {
-  return exactJson.get(outcome);
+  return (outcome as WithExactJson)[EXACT_JSON];
 }
 const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 /** Credentials never follow a redirect to another origin. */
@@ -666,7 +671,8 @@ export function startFanOut(
       attempts,
       ms,
     };
-    if (keepExactJson && transformed.json !== undefined) exactJson.set(outcome, transformed.json);
+    if (keepExactJson && transformed.json !== undefined)
+      (outcome as WithExactJson)[EXACT_JSON] = transformed.json;
     return outcome;
   };
 
