@@ -11,7 +11,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import * as z from 'zod';
 import { FanoutError } from './errors.ts';
 import { IdSet } from './finished-ids.ts';
-import { type JobOptions, type ParsedJob, parseJob, parseSourceLine, toJobForm } from './job.ts';
+import { type JobOptions, parseJob, parseSourceLine, toJobDocument, toJobForm } from './job.ts';
 import { type JobRuntime, runJob } from './run.ts';
 import { type SourceObject, sourceEntries, toMapLine, toSourceLine } from './source.ts';
 import {
@@ -116,7 +116,7 @@ export async function planBatches(
   const layout = storeLayout(runtime.store, parsed.jobId);
   const signal = runtime.signal;
   const token = newToken();
-  await putCreateOnly(layout, layout.jobKey, JSON.stringify(jobDocument(parsed)), token, signal);
+  await putCreateOnly(layout, layout.jobKey, JSON.stringify(toJobDocument(parsed)), token, signal);
   const source: SourceObject = { bucket: layout.bucket, key: `${layout.base}/map/items.jsonl` };
   const out = new StreamedObject({ layout, key: source.key, createOnly: false, token });
   let items = 0;
@@ -560,14 +560,6 @@ function planKey(layout: StoreLayout): string {
 
 function batchRecordKey(layout: StoreLayout): string {
   return `${layout.base}/batch.json`;
-}
-
-function jobDocument(job: ParsedJob): Record<string, unknown> {
-  const document: Record<string, unknown> = { jobId: job.jobId };
-  if (job.source) document.source = { s3: job.source.uri };
-  else document.items = job.items.map(toJobForm);
-  document.options = job.options;
-  return document;
 }
 
 async function putJson(

@@ -345,6 +345,15 @@ export function toJobForm(item: Item): Record<string, unknown> {
   return form;
 }
 
+/** The job as stored in job.json (what a rerun or a batch reads back): items in job form, or the source. */
+export function toJobDocument(job: ParsedJob): Record<string, unknown> {
+  const document: Record<string, unknown> = { jobId: job.jobId };
+  if (job.source) document.source = { s3: job.source.uri };
+  else document.items = job.items.map(toJobForm);
+  document.options = job.options;
+  return document;
+}
+
 /** First 16 hex digits of SHA-256 over method, normalized URL and body: the same job, the same ids. */
 export function itemId(method: string, normalizedUrl: string, body: string | undefined): string {
   return sha256Hex(`${method}\n${normalizedUrl}\n${body ?? ''}`).slice(0, 16);

@@ -3,7 +3,7 @@ import { type Clock, systemClock } from './clock.ts';
 import { exactJsonOf, startFanOut } from './engine.ts';
 import { FanoutError } from './errors.ts';
 import { IdSet } from './finished-ids.ts';
-import { type ParsedJob, parseJob, parseSourceLine, toJobForm } from './job.ts';
+import { type ParsedJob, parseJob, parseSourceLine, toJobDocument, toJobForm } from './job.ts';
 import {
   FINAL_WRITE_TIMEOUT_MS,
   finalWriteSignal,
@@ -113,7 +113,7 @@ async function runParsedJob(job: ParsedJob, runtime: JobRuntime): Promise<Manife
   let current = await waitForLease(layout, clock, runtime);
   if (current.kind === 'done') return current.manifest;
   const token = newToken();
-  await putCreateOnly(layout, layout.jobKey, JSON.stringify(jobDocument(job)), token, signal);
+  await putCreateOnly(layout, layout.jobKey, JSON.stringify(toJobDocument(job)), token, signal);
   const run = await claimRunNumber(layout, current.version, token, signal);
   for (let attempt = 1; ; attempt++) {
     const session = new RunSession(job, layout, run, token, clock, runtime);
@@ -153,14 +153,6 @@ async function waitForLease(layout: StoreLayout, clock: Clock, runtime: JobRunti
     }
     await clock.sleep(waitMs, runtime.signal);
   }
-}
-
-function jobDocument(job: ParsedJob): Record<string, unknown> {
-  const document: Record<string, unknown> = { jobId: job.jobId };
-  if (job.source) document.source = { s3: job.source.uri };
-  else document.items = job.items.map(toJobForm);
-  document.options = job.options;
-  return document;
 }
 
 /** Each run claims the next number with a create-only marker, so two runs never share part keys. */
