@@ -1,6 +1,6 @@
 // The jobs API through middy + Router with HTTP API 2.0 events, against the local upstream and fauxqs.
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { HandlerConfig } from '../../functions/handlers/config.ts';
 import type { RunnerDispatcher } from '../../functions/handlers/dispatch.ts';
 import { createApiHandler } from '../../functions/handlers/jobs-api.ts';
@@ -15,19 +15,9 @@ import {
   recordingDispatcher,
   testConfig,
 } from '../support/lambda.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
-import { startUpstream, type Upstream } from '../support/upstream.ts';
+import { useLocalWorld } from '../support/world.ts';
 
-let upstream: Upstream;
-let s3: TestS3;
-
-beforeAll(async () => {
-  [upstream, s3] = await Promise.all([startUpstream(), startTestS3()]);
-});
-afterAll(async () => {
-  await Promise.all([upstream.close(), s3.stop()]);
-});
-beforeEach(() => upstream.reset());
+const world = useLocalWorld();
 
 interface Reply {
   status: number;
@@ -49,8 +39,8 @@ function api(
   const recorder = recordingDispatcher();
   const captured = capturedShell();
   const handler = createApiHandler({
-    config: testConfig({ bucket: s3.bucket, ...overrides }),
-    s3: s3.client,
+    config: testConfig({ bucket: world.s3.bucket, ...overrides }),
+    s3: world.s3.client,
     dispatcher: dispatcher ?? recorder,
     shell: captured.shell,
     transformRunner: 'inline',
@@ -74,8 +64,8 @@ function api(
 
 function runner() {
   return createRunJobHandler({
-    config: testConfig({ bucket: s3.bucket }),
-    s3: s3.client,
+    config: testConfig({ bucket: world.s3.bucket }),
+    s3: world.s3.client,
     dispatcher: recordingDispatcher(),
     shell: capturedShell().shell,
     transformRunner: 'inline',
@@ -107,13 +97,14 @@ function request(
 const jsonHeaders = { 'content-type': 'application/json' };
 const postJob = (job: unknown, headers: Record<string, string> = {}) =>
   request('POST', '/jobs', { body: JSON.stringify(job), headers: { ...jsonHeaders, ...headers } });
-const urls = (count: number) => Array.from({ length: count }, (_, index) => `${upstream.url}item/${index}`);
+const urls = (count: number) =>
+  Array.from({ length: count }, (_, index) => `${world.upstream.url}item/${index}`);
 
 describe('POST /jobs', () => {
   it('runs a small job synchronously: 200 with the manifest and its results inline', async () => {
     const { call } = api();
     const reply = await call(
-      loadEvent('api-post-small.json', upstream.url) as unknown as APIGatewayProxyEventV2,
+      loadEvent('api-post-small.json', world.upstream.url) as unknown as APIGatewayProxyEventV2,
     );
     expect(reply.status).toBe(200);
     expect(reply.body).toMatchObject({
@@ -125,20 +116,20 @@ describe('POST /jobs', () => {
     expect(inline.results).toHaveLength(4);
     expect(inline.results.map((line) => line.id)).toContain('item-echo');
     expect(inline.errors).toEqual([]);
-    expect(upstream.hits()).toBe(4);
+    expect(world.upstream.hits()).toBe(4);
   });
 
   it('accepts a large job with 202 and starts the runner asynchronously; GET answers 202, then 200', async () => {
     const { call, dispatcher } = api();
     const reply = await call(
-      loadEvent('api-post-large.json', upstream.url) as unknown as APIGatewayProxyEventV2,
+      loadEvent('api-post-large.json', world.upstream.url) as unknown as APIGatewayProxyEventV2,
     );
     expect(reply).toMatchObject({
       status: 202,
       body: { jobId: 'demo-large-0001', status: 'accepted', links: { self: '/jobs/demo-large-0001' } },
     });
     expect(reply.headers.location).toBe('/jobs/demo-large-0001');
-    expect(upstream.hits()).toBe(0);
+    expect(world.upstream.hits()).toBe(0);
     expect(dispatcher.events).toEqual([{ jobId: 'demo-large-0001', accepted: true }]);
 
     expect((await call(request('GET', '/jobs/demo-large-0001'))).status).toBe(202);
@@ -153,7 +144,7 @@ describe('POST /jobs', () => {
     const { call, dispatcher } = api(
       { deadlineMarginMs: 3_000 },
       undefined,
-      hitClock(() => upstream.hits(), 100),
+      hitClock(() => world.upstream.hits(), 100),
     );
     const reply = await call(
       postJob({ items: urls(50), options: { concurrency: 2 } }, { 'idempotency-key': 'sync-partial' }),
@@ -177,7 +168,7 @@ describe('POST /jobs', () => {
     const repeated = await call(postJob(small, { 'idempotency-key': 'once-only-2' }));
     expect(ran).toMatchObject({ status: 200, body: { jobId: 'once-only-2', status: 'complete' } });
     expect(repeated).toMatchObject({ status: 200, body: { jobId: 'once-only-2', status: 'complete' } });
-    expect(upstream.hits()).toBe(3);
+    expect(world.upstream.hits()).toBe(3);
   });
 
   it('refuses an Idempotency-Key reused with another body (409)', async () => {
@@ -185,7 +176,7 @@ describe('POST /jobs', () => {
     await call(postJob({ items: urls(2) }, { 'idempotency-key': 'reused-key' }));
     const reply = await call(postJob({ items: urls(3) }, { 'idempotency-key': 'reused-key' }));
     expect(reply).toMatchObject({ status: 409, body: { error: { code: 'IDEMPOTENCY_KEY_REUSED' } } });
-    expect(upstream.hits()).toBe(2);
+    expect(world.upstream.hits()).toBe(2);
   });
 
   const cases: Array<[string, () => APIGatewayProxyEventV2, number, string]> = [
@@ -235,7 +226,7 @@ describe('POST /jobs', () => {
     const reply = await call(event());
     expect(reply.status).toBe(status);
     expect(reply.body).toMatchObject({ error: { code } });
-    expect(upstream.hits()).toBe(0);
+    expect(world.upstream.hits()).toBe(0);
     expect(dispatcher.events).toEqual([]);
   });
 
@@ -294,7 +285,7 @@ describe('POST /jobs', () => {
 describe('GET /jobs/{id} and redrive', () => {
   it('answers 200 with the manifest of a finished job (events/api-get.json)', async () => {
     const { call } = api();
-    await call(loadEvent('api-post-small.json', upstream.url) as unknown as APIGatewayProxyEventV2);
+    await call(loadEvent('api-post-small.json', world.upstream.url) as unknown as APIGatewayProxyEventV2);
     const reply = await call(loadEvent('api-get.json') as unknown as APIGatewayProxyEventV2);
     expect(reply).toMatchObject({ status: 200, body: { jobId: 'demo-small-0001', status: 'complete' } });
   });
@@ -308,9 +299,9 @@ describe('GET /jobs/{id} and redrive', () => {
   it('redrives the failed items of a job: 202, then the runner moves the recovered ones to results', async () => {
     const { call, dispatcher } = api();
     const items = [
-      `${upstream.url}item/1`,
-      `${upstream.url}recovers?failFirst=1&failStatus=500`,
-      `${upstream.url}gone?status=404`,
+      `${world.upstream.url}item/1`,
+      `${world.upstream.url}recovers?failFirst=1&failStatus=500`,
+      `${world.upstream.url}gone?status=404`,
     ];
     const post = await call(
       request('POST', '/jobs', {
@@ -345,7 +336,7 @@ describe('GET /jobs/{id} and redrive', () => {
     ['invalid JSON', '/jobs/demo-small-0001/redrive', '{"codes":', 400, 'INVALID_JSON'],
   ])('answers a redrive of %s with %i', async (_name, path, body, status, code) => {
     const { call, dispatcher } = api();
-    await call(loadEvent('api-post-small.json', upstream.url) as unknown as APIGatewayProxyEventV2);
+    await call(loadEvent('api-post-small.json', world.upstream.url) as unknown as APIGatewayProxyEventV2);
     const options = body === undefined ? {} : { body, headers: { 'content-type': 'application/json' } };
     const reply = await call(request('POST', path, options));
     expect(reply).toMatchObject({ status, body: { error: { code } } });

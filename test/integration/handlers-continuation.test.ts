@@ -1,12 +1,12 @@
 // The must-show: 1,000 items through the runner with time for about a third per invocation, then continuations.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { readManifest } from '../../functions/core/index.ts';
 import { createInProcessDispatcher } from '../../functions/handlers/dispatch.ts';
 import { createRunJobHandler, type RunSummary } from '../../functions/handlers/runner.ts';
 import type { DispatchEvent } from '../../functions/handlers/runner-events.ts';
 import { asRunSummary, capturedShell, createFakeContext, hitClock, testConfig } from '../support/lambda.ts';
-import { countIds, idsInParts, startTestS3, type TestS3 } from '../support/s3.ts';
-import { startUpstream, type Upstream } from '../support/upstream.ts';
+import { countIds, idsInParts } from '../support/s3.ts';
+import { useLocalWorld } from '../support/world.ts';
 
 const ITEMS = 1_000;
 const MS_PER_HIT = 100;
@@ -14,18 +14,10 @@ const MARGIN_MS = 3_000;
 /** Every invocation gets the margin plus time for a third of the items, counted in upstream hits. */
 const REMAINING_MS = MARGIN_MS + Math.round(ITEMS / 3) * MS_PER_HIT;
 
-let upstream: Upstream;
-let s3: TestS3;
-
-beforeAll(async () => {
-  [upstream, s3] = await Promise.all([startUpstream(), startTestS3()]);
-});
-afterAll(async () => {
-  await Promise.all([upstream.close(), s3.stop()]);
-});
+const world = useLocalWorld();
 
 it('runs 1,000 items over continuations to a complete manifest with each item exactly once', async () => {
-  const clock = hitClock(() => upstream.hits(), MS_PER_HIT);
+  const clock = hitClock(() => world.upstream.hits(), MS_PER_HIT);
   const summaries: RunSummary[] = [];
   const continuations: DispatchEvent[] = [];
   const context = () => createFakeContext({ remainingMs: REMAINING_MS, now: clock.now });
@@ -40,8 +32,8 @@ it('runs 1,000 items over continuations to a complete manifest with each item ex
     },
   );
   const handler = createRunJobHandler({
-    config: testConfig({ bucket: s3.bucket, deadlineMarginMs: MARGIN_MS, maxContinuations: 20 }),
-    s3: s3.client,
+    config: testConfig({ bucket: world.s3.bucket, deadlineMarginMs: MARGIN_MS, maxContinuations: 20 }),
+    s3: world.s3.client,
     dispatcher,
     shell: capturedShell().shell,
     clock,
@@ -50,7 +42,7 @@ it('runs 1,000 items over continuations to a complete manifest with each item ex
   // Every 50th item fails (404, no retry): outcomes land in results and errors alike.
   const items = Array.from({ length: ITEMS }, (_, index) => ({
     id: `item-${String(index).padStart(4, '0')}`,
-    url: `${upstream.url}item/${index}${index % 50 === 0 ? '?status=404' : ''}`,
+    url: `${world.upstream.url}item/${index}${index % 50 === 0 ? '?status=404' : ''}`,
   }));
   const job = { jobId: 'must-show-1000', items, options: { concurrency: 8, retries: { maxAttempts: 1 } } };
 
@@ -74,19 +66,19 @@ it('runs 1,000 items over continuations to a complete manifest with each item ex
   });
 
   const manifest = await readManifest(
-    { client: s3.client, bucket: s3.bucket, prefix: 'jobs' },
+    { client: world.s3.client, bucket: world.s3.bucket, prefix: 'jobs' },
     'must-show-1000',
   );
   expect(manifest?.status).toBe('complete');
   expect(manifest?.pending).toBeNull();
   const seen = countIds(
-    await idsInParts(s3.getText, [...(manifest?.results ?? []), ...(manifest?.errors ?? [])]),
+    await idsInParts(world.s3.getText, [...(manifest?.results ?? []), ...(manifest?.errors ?? [])]),
   );
   expect(seen.size).toBe(ITEMS);
   for (const item of items) expect(seen.get(item.id), item.id).toBe(1);
   console.info(
     `must-show: ${summaries.length} invocations; finished per run:`,
     summaries.map((summary) => summary.counts.succeeded + summary.counts.failed).join(' -> '),
-    `; upstream hits ${upstream.hits()}`,
+    `; upstream hits ${world.upstream.hits()}`,
   );
 });

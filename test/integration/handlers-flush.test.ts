@@ -1,5 +1,5 @@
 // Measures what FANOUT_DEADLINE_MARGIN_MS must cover: deadline to return of a partial run (printed, not asserted).
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { createRunJobHandler } from '../../functions/handlers/runner.ts';
 import {
   asRunSummary,
@@ -8,27 +8,18 @@ import {
   recordingDispatcher,
   testConfig,
 } from '../support/lambda.ts';
-import { startTestS3, type TestS3 } from '../support/s3.ts';
-import { startUpstream, type Upstream } from '../support/upstream.ts';
+import { useLocalWorld } from '../support/world.ts';
 
 const MARGIN_MS = 3_000;
 const FETCH_WINDOW_MS = 1_500;
 const ITEMS = 5_000;
 
-let upstream: Upstream;
-let s3: TestS3;
-
-beforeAll(async () => {
-  [upstream, s3] = await Promise.all([startUpstream(), startTestS3()]);
-});
-afterAll(async () => {
-  await Promise.all([upstream.close(), s3.stop()]);
-});
+const world = useLocalWorld();
 
 it('flushes a partial run after its deadline, accounting for every item (the flush time is printed)', async () => {
   const handler = createRunJobHandler({
-    config: testConfig({ bucket: s3.bucket, deadlineMarginMs: MARGIN_MS }),
-    s3: s3.client,
+    config: testConfig({ bucket: world.s3.bucket, deadlineMarginMs: MARGIN_MS }),
+    s3: world.s3.client,
     dispatcher: recordingDispatcher(),
     shell: capturedShell().shell,
     transformRunner: 'inline',
@@ -36,7 +27,7 @@ it('flushes a partial run after its deadline, accounting for every item (the flu
   // The last items answer after a minute: whatever the machine's speed, the deadline comes first.
   const items = Array.from(
     { length: ITEMS },
-    (_, index) => `${upstream.url}item/${index}?latency=${index >= ITEMS - 64 ? 60_000 : 5}`,
+    (_, index) => `${world.upstream.url}item/${index}?latency=${index >= ITEMS - 64 ? 60_000 : 5}`,
   );
   const deadline = Date.now() + FETCH_WINDOW_MS;
   const summary = asRunSummary(

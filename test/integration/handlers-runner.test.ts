@@ -1,5 +1,5 @@
 // The runner handler through middy with the sample events, against the local upstream and fauxqs.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readManifest } from '../../functions/core/index.ts';
 import type { HandlerConfig } from '../../functions/handlers/config.ts';
 import { createRunJobHandler, type RunSummary } from '../../functions/handlers/runner.ts';
@@ -14,19 +14,10 @@ import {
   recordingDispatcher,
   testConfig,
 } from '../support/lambda.ts';
-import { idsInParts, startTestS3, type TestS3 } from '../support/s3.ts';
-import { startUpstream, type Upstream } from '../support/upstream.ts';
+import { idsInParts } from '../support/s3.ts';
+import { useLocalWorld } from '../support/world.ts';
 
-let upstream: Upstream;
-let s3: TestS3;
-
-beforeAll(async () => {
-  [upstream, s3] = await Promise.all([startUpstream(), startTestS3()]);
-});
-afterAll(async () => {
-  await Promise.all([upstream.close(), s3.stop()]);
-});
-beforeEach(() => upstream.reset());
+const world = useLocalWorld();
 
 interface Harness {
   invoke(event: unknown, remainingMs?: number): Promise<RunSummary>;
@@ -38,8 +29,8 @@ function runner(overrides: Partial<HandlerConfig> = {}, clock?: ReturnType<typeo
   const dispatcher = recordingDispatcher();
   const captured = capturedShell();
   const handler = createRunJobHandler({
-    config: testConfig({ bucket: s3.bucket, ...overrides }),
-    s3: s3.client,
+    config: testConfig({ bucket: world.s3.bucket, ...overrides }),
+    s3: world.s3.client,
     dispatcher,
     shell: captured.shell,
     transformRunner: 'inline',
@@ -57,17 +48,20 @@ function runner(overrides: Partial<HandlerConfig> = {}, clock?: ReturnType<typeo
 
 /** Every item id in the parts the manifest lists (results and errors), and the pending ones. */
 async function idsOf(jobId: string): Promise<{ finished: string[]; pending: string[] }> {
-  const manifest = await readManifest({ client: s3.client, bucket: s3.bucket, prefix: 'jobs' }, jobId);
+  const manifest = await readManifest(
+    { client: world.s3.client, bucket: world.s3.bucket, prefix: 'jobs' },
+    jobId,
+  );
   if (!manifest) throw new Error(`no manifest for ${jobId}`);
-  const finished = await idsInParts(s3.getText, [...manifest.results, ...manifest.errors]);
-  const pending = await idsInParts(s3.getText, manifest.pending ? [manifest.pending] : []);
+  const finished = await idsInParts(world.s3.getText, [...manifest.results, ...manifest.errors]);
+  const pending = await idsInParts(world.s3.getText, manifest.pending ? [manifest.pending] : []);
   return { finished, pending };
 }
 
 function itemsJob(jobId: string, count: number, query = ''): Record<string, unknown> {
   return {
     jobId,
-    items: Array.from({ length: count }, (_, index) => `${upstream.url}item/${index}${query}`),
+    items: Array.from({ length: count }, (_, index) => `${world.upstream.url}item/${index}${query}`),
     options: { concurrency: 8, retries: { maxAttempts: 1 } },
   };
 }
@@ -75,40 +69,40 @@ function itemsJob(jobId: string, count: number, query = ''): Record<string, unkn
 describe('runner handler', () => {
   it('runs a direct job to a complete manifest and returns its summary', async () => {
     const { invoke, dispatcher } = runner();
-    const summary = await invoke(loadEvent('direct.json', upstream.url));
+    const summary = await invoke(loadEvent('direct.json', world.upstream.url));
     expect(summary).toMatchObject({
       jobId: 'direct-demo-0001',
       status: 'complete',
       counts: { total: 10, succeeded: 10, failed: 0, pending: 0 },
       manifest: 'jobs/direct-demo-0001/manifest.json',
     });
-    expect(upstream.hits()).toBe(10);
+    expect(world.upstream.hits()).toBe(10);
     expect(dispatcher.events).toEqual([]);
   });
 
   it('names a scheduled job by its rule and time, and a redelivery fetches nothing twice', async () => {
     const { invoke } = runner();
-    const event = loadEvent('schedule.json', upstream.url);
+    const event = loadEvent('schedule.json', world.upstream.url);
     const first = await invoke(event);
     expect(first.jobId).toBe('fanout-nightly-prices-20261125T020000Z');
     expect(first.status).toBe('complete');
-    const hitsAfterFirst = upstream.hits();
+    const hitsAfterFirst = world.upstream.hits();
     expect(hitsAfterFirst).toBe(5);
     const again = await invoke(event);
     expect(again).toEqual(first);
-    expect(upstream.hits()).toBe(hitsAfterFirst);
+    expect(world.upstream.hits()).toBe(hitsAfterFirst);
   });
 
   it('makes the next scheduled time another job', async () => {
     const { invoke } = runner();
-    const event = { ...loadEvent('schedule.json', upstream.url), time: '2026-11-26T02:00:00Z' };
+    const event = { ...loadEvent('schedule.json', world.upstream.url), time: '2026-11-26T02:00:00Z' };
     const summary = await invoke(event);
     expect(summary.jobId).toBe('fanout-nightly-prices-20261126T020000Z');
-    expect(upstream.hits()).toBe(5);
+    expect(world.upstream.hits()).toBe(5);
   });
 
   it('stops at the deadline with a partial manifest, asks for a continuation, and the continuation finishes the job', async () => {
-    const clock = hitClock(() => upstream.hits(), 100);
+    const clock = hitClock(() => world.upstream.hits(), 100);
     const { invoke, dispatcher } = runner({ deadlineMarginMs: 3_000 }, clock);
     // 3 s of margin plus 2 s of fetching: about 20 of the 60 items at 100 ms per upstream hit.
     const first = await invoke(itemsJob('deadline-60', 60), 5_000);
@@ -131,7 +125,7 @@ describe('runner handler', () => {
   });
 
   it('leaves the job partial once FANOUT_MAX_CONTINUATIONS is spent, with an error log and a metric', async () => {
-    const clock = hitClock(() => upstream.hits(), 100);
+    const clock = hitClock(() => world.upstream.hits(), 100);
     const { invoke, dispatcher, captured } = runner({ deadlineMarginMs: 3_000, maxContinuations: 0 }, clock);
     const summary = await invoke(itemsJob('no-continuations', 40), 4_000);
     expect(summary.status).toBe('partial');
@@ -144,15 +138,15 @@ describe('runner handler', () => {
   });
 
   it('a redelivered continuation whose successor is already requested does not run beside it', async () => {
-    const clock = hitClock(() => upstream.hits(), 100);
+    const clock = hitClock(() => world.upstream.hits(), 100);
     const { invoke, dispatcher } = runner({ deadlineMarginMs: 3_000 }, clock);
     await invoke(itemsJob('redelivered-continuation', 60), 4_000);
     const continuation = dispatcher.events[0];
     const second = await invoke(continuation, 4_000);
     expect(second.continuation).toEqual({ requested: 2 });
-    const hits = upstream.hits();
+    const hits = world.upstream.hits();
     const redelivered = await invoke(continuation, 4_000);
-    expect(upstream.hits()).toBe(hits);
+    expect(world.upstream.hits()).toBe(hits);
     expect(redelivered.status).toBe('partial');
     expect(dispatcher.events).toHaveLength(2);
   });
@@ -185,6 +179,6 @@ describe('runner handler', () => {
       code: 'INVALID_JOB',
       message: expect.stringContaining('items[0]'),
     });
-    expect(upstream.hits()).toBe(0);
+    expect(world.upstream.hits()).toBe(0);
   });
 });

@@ -5,8 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll } from 'vitest';
-import { startTestS3, type TestS3 } from './s3.ts';
-import { startUpstream, type Upstream } from './upstream.ts';
+import { type LocalWorld, useLocalWorld } from './world.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI_MAIN = join(REPO_ROOT, 'functions/cli/main.ts');
@@ -141,23 +140,17 @@ export function tempDir(prefix = 'fanout-cli-'): {
   };
 }
 
-/** What every CLI test file needs: a local upstream, the test S3 and a temp dir (see useCliWorld). */
-export interface CliWorld {
-  upstream: Upstream;
-  s3: TestS3;
+/** What every CLI test file needs: the local world (upstream, test S3) and a temp dir (see useCliWorld). */
+export interface CliWorld extends LocalWorld {
   dir: ReturnType<typeof tempDir>;
 }
 
 /** Starts a CliWorld before the file's tests and stops it after them; read its fields inside tests only. */
 export function useCliWorld(): CliWorld {
-  const world = {} as CliWorld;
-  beforeAll(async () => {
-    [world.upstream, world.s3] = await Promise.all([startUpstream(), startTestS3()]);
+  const world = useLocalWorld() as CliWorld;
+  beforeAll(() => {
     world.dir = tempDir();
   });
-  afterAll(async () => {
-    await Promise.all([world.upstream.close(), world.s3.stop()]);
-    world.dir.remove();
-  });
+  afterAll(() => world.dir.remove());
   return world;
 }
