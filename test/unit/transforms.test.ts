@@ -140,6 +140,41 @@ describe('json', () => {
   });
 });
 
+describe('content type and charset (shared between responses)', () => {
+  it('answers each response by its own header when headers alternate', () => {
+    const latin1 = new Uint8Array([0x22, 0xe9, 0x22]); // "é" in ISO-8859-1: invalid UTF-8
+    const asLatin1 = () => respond(latin1, 'application/json; charset=ISO-8859-1', 'https://a.example/');
+    const asUtf8 = () => respond(latin1, 'application/json', 'https://a.example/');
+    for (let round = 0; round < 2; round++) {
+      expect(jsonTransform(asLatin1(), {})).toBe('é');
+      expect(thrown(() => jsonTransform(asUtf8(), {}))).toMatch(/not valid utf-8/);
+      expect(autoTransform(text('{"a":1}', 'application/json'), {})).toEqual({ a: 1 });
+      expect(autoTransform(text('<p>hi</p>', 'text/html'), {})).toMatchObject({ encoding: 'text' });
+    }
+  });
+
+  it('keeps strict and lenient decoding apart for the same charset', () => {
+    // <title>a\xffb</title>: 0xff is never valid UTF-8.
+    const invalid = new Uint8Array([
+      ...new TextEncoder().encode('<title>a'),
+      0xff,
+      ...new TextEncoder().encode('b</title>'),
+    ]);
+    const page = () => respond(invalid, 'text/html; charset=utf-8', 'https://a.example/');
+    expect(
+      thrown(() =>
+        jsonTransform(respond(invalid, 'application/json; charset=utf-8', 'https://a.example/'), {}),
+      ),
+    ).toMatch(/not valid utf-8/);
+    expect(htmlTransform(page(), {})).toMatchObject({ title: 'a\uFFFDb' });
+    expect(
+      thrown(() =>
+        jsonTransform(respond(invalid, 'application/json; charset=utf-8', 'https://a.example/'), {}),
+      ),
+    ).toMatch(/not valid utf-8/);
+  });
+});
+
 describe('html', () => {
   it('reads title, description, canonical, lang, links and visible words', () => {
     expect(htmlTransform(fixture('page.html.fixture', 'text/html; charset=utf-8'), {})).toEqual({
