@@ -18,14 +18,16 @@
 // - `default`: node's own sizing. V8 grows its heap lazily with the allocation rate (the live set after a
 //   full GC stays ~30 MB at any size, measured with --trace-gc), so a long run's peak RSS sits well above
 //   a 1-second run's whatever the job holds.
-// - `bounded`: --max-old-space-size=128 --max-semi-space-size=4, a heap sized like a small Lambda's.
+// - `bounded`: --max-old-space-size=128 --max-semi-space-size=4: the Lambda runtime sizes V8's heap from
+//   the function's memory (NODE_OPTIONS aside), and a 128 MB function gets about this one.
 //   The same job must then fit in a fixed heap: if memory grew with the job it would show here (or the
 //   child would run out of heap), so this is the figure that tests "constant memory".
 //
 // The write cost runs the same 100k source job twice per round, alternating: `written` (runJob: parts,
 // checkpoints, manifest, to the embedded S3) and `discarded` (the same source read and engine, outcomes
-// dropped), best of the rounds. The embedded S3 shares the machine's cores with the upstream and the
-// job: its CPU (printed) is part of what writing costs here; on Lambda, S3 is remote.
+// dropped), best of the rounds (3 by default; the medians are printed too). The embedded S3 shares the
+// machine's cores with the upstream and the job: its CPU (printed) is part of what writing costs here;
+// on Lambda, S3 is remote.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -205,6 +207,14 @@ function spawnChild(args: ChildArgs, heap: Heap): Promise<ChildResult> {
   });
 }
 
+function medianOf(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[middle] ?? 0)
+    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+}
+
 function flag(name: string): string | undefined {
   const index = process.argv.indexOf(name);
   return index >= 0 ? process.argv[index + 1] : undefined;
@@ -213,7 +223,7 @@ function flag(name: string): string | undefined {
 async function main(): Promise<void> {
   const sizes = (flag('--sizes') ?? '1000,10000,100000').split(',').map(Number);
   const costItems = Number(flag('--cost') ?? sizes[sizes.length - 1] ?? 100_000);
-  const rounds = Number(flag('--rounds') ?? 2);
+  const rounds = Number(flag('--rounds') ?? 3);
   const heaps = (flag('--heaps') ?? 'default,bounded').split(',') as Heap[];
   const dir = mkdtempSync(join(tmpdir(), 'fanout-bench-s3-'));
   const s3 = await startS3Process(dir);
@@ -284,21 +294,24 @@ async function main(): Promise<void> {
           source: 'inline',
         });
       }
-      let best = { written: Number.POSITIVE_INFINITY, discarded: Number.POSITIVE_INFINITY };
+      const walls = { written: [] as number[], discarded: [] as number[] };
       for (let round = 1; round <= rounds; round++) {
         const written = await runChild(await prepare(costItems, false, 'written'), heap, s3);
         const discarded = await runChild(await prepare(costItems, false, 'discarded'), heap, s3);
         say(`store-cost round ${round}: written ${cpu(written)}; discarded ${cpu(discarded)}`);
-        best = {
-          written: Math.min(best.written, written.wall_ms),
-          discarded: Math.min(best.discarded, discarded.wall_ms),
-        };
+        walls.written.push(written.wall_ms);
+        walls.discarded.push(discarded.wall_ms);
       }
-      const rpsWritten = Math.round((costItems / best.written) * 1000);
-      const rpsDiscarded = Math.round((costItems / best.discarded) * 1000);
-      const cost = Math.round((1 - rpsWritten / rpsDiscarded) * 1000) / 10;
+      const rps = (wallMs: number): number => Math.round((costItems / wallMs) * 1000);
+      const costOf = (written: number, discarded: number): number =>
+        Math.round((1 - rps(written) / rps(discarded)) * 1000) / 10;
+      const best = { written: Math.min(...walls.written), discarded: Math.min(...walls.discarded) };
+      const median = { written: medianOf(walls.written), discarded: medianOf(walls.discarded) };
+      const rpsWritten = rps(best.written);
+      const rpsDiscarded = rps(best.discarded);
+      const cost = costOf(best.written, best.discarded);
       say(
-        `store-cost: ${costItems} items (S3 source), best of ${rounds}: ${rpsWritten} rps written, ${rpsDiscarded} rps discarded: writing costs ${cost}% (target < 15%)`,
+        `store-cost: ${costItems} items (S3 source), best of ${rounds}: ${rpsWritten} rps written, ${rpsDiscarded} rps discarded: writing costs ${cost}% (target < 15%); medians: ${rps(median.written)} vs ${rps(median.discarded)} rps, ${costOf(median.written, median.discarded)}%`,
       );
       emit({
         scenario: heap === 'default' ? 'store-cost' : `store-cost-${heap}-heap`,
