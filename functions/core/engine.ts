@@ -55,6 +55,8 @@ const PROGRESS_INTERVAL_MS = 100;
 const MAX_CACHED_VERDICTS = 10_000;
 /** Items waiting on a busy origin (or a retry) that do not hold an intake slot, per slot of concurrency. */
 const PARKED_PER_SLOT = 4;
+/** The longest delay setTimeout takes as given (a signed 32-bit count of ms). */
+const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 
 /** The engine's runtime: the job's, plus what a caller that splits a job across runs decides. */
 export type EngineRuntime = Runtime & {
@@ -408,7 +410,7 @@ export function startFanOut(
     }
     queue.push(outcome);
     wakeConsumer();
-    madeRoom();
+    // Judged before the freed room admits anything: an item started now would only come back ABORTED.
     if (!outcome.ok && !outcome.pending && outcome.error.code !== 'ABORTED') {
       if (options.mode === 'fail-fast') stop('fail-fast');
       else {
@@ -417,6 +419,7 @@ export function startFanOut(
         if (judged && failed / done > options.maxFailureRatio) stop('failure-ratio');
       }
     }
+    madeRoom();
     reportProgress(false);
   };
 
@@ -490,11 +493,8 @@ export function startFanOut(
         if (newAttempt) attempts++;
         return failure(blocked);
       }
+      // Counted once the permit and the slot are held: an item stopped while waiting for them was not sent.
       const countsAsAttempt = newAttempt;
-      if (countsAsAttempt) {
-        attempts++;
-        if (attempts > 1) retries++;
-      }
       newAttempt = true;
       let permit: HostPermit | null = hosts.tryAcquire(origin);
       if (permit === null) {
@@ -518,11 +518,11 @@ export function startFanOut(
         if (stopReason === null) stop('deadline');
         releaseSlot();
         permit.release({ ok: false, throttled: false, latencyMs: 0 });
-        if (countsAsAttempt) {
-          if (attempts > 1) retries--;
-          attempts--;
-        }
         return unfinished(item, attempts, elapsed());
+      }
+      if (countsAsAttempt) {
+        attempts++;
+        if (attempts > 1) retries++;
       }
       if (log !== undefined) {
         log.debug(`fetch ${item.id} ${origin.slice(origin.indexOf('//') + 2)}`, { attempt: attempts, url });
@@ -706,8 +706,15 @@ export function startFanOut(
     if (signal?.aborted) stop('signal');
     else signal?.addEventListener('abort', onSignalAbort, { once: true });
     if (deadline !== undefined) {
-      deadlineTimer = setTimeout(() => stop('deadline'), Math.max(0, deadline - clock.now()));
-      deadlineTimer.unref();
+      const at = deadline;
+      const armDeadline = (): void => {
+        const left = Math.max(0, at - clock.now());
+        // Node runs a delay over 2^31-1 ms (24.8 days) at once, so a far deadline is waited for in steps.
+        const step = Math.min(left, MAX_TIMER_DELAY_MS);
+        deadlineTimer = setTimeout(step < left ? armDeadline : () => stop('deadline'), step);
+        deadlineTimer.unref();
+      };
+      armDeadline();
     }
 
     const isAsync = !(Symbol.iterator in items);

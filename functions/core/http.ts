@@ -99,7 +99,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
         sweep.unref();
       }
       return new Promise<AttemptResult>((resolve) => {
-        const attempt = new AttemptHandler(options, resolve, active);
+        const attempt = new AttemptHandler(options, resolve, active, request.method === 'HEAD');
         active.add(attempt);
         if (abortCode !== null) {
           attempt.finish({ ok: false, error: { code: abortCode, message: 'aborted before it started' } });
@@ -170,15 +170,18 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   private chunks: Buffer[] = [];
   private bytes = 0;
   private decoder: Decoder | null = null;
+  private readonly headRequest: boolean;
 
   constructor(
     options: HttpClientOptions,
     resolve: (result: AttemptResult) => void,
     active: Set<AttemptHandler>,
+    headRequest: boolean,
   ) {
     this.options = options;
     this.resolve = resolve;
     this.active = active;
+    this.headRequest = headRequest;
     this.deadlineAt = performance.now() + options.totalTimeoutMs;
   }
 
@@ -200,7 +203,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     this.phase = 'body';
     this.phaseDeadline = performance.now() + this.options.bodyTimeoutMs;
     this.keepBody = statusCode < 300;
-    if (!this.keepBody) return;
+    // No body follows (RFC 9110 §6.4.1): its content-length and content-encoding describe one that is not sent.
+    if (!this.keepBody || this.headRequest || statusCode === 204 || statusCode === 205) return;
     const encoding = headerValue(headers['content-encoding'])?.trim().toLowerCase() ?? '';
     if (encoding === '' || encoding === 'identity') {
       const declared = Number(headerValue(headers['content-length']));
@@ -269,11 +273,16 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     this.finish(reason !== null ? toAttemptFailure(reason) : toAttemptFailure(error));
   }
 
-  /** Aborts from outside (total deadline, job abort); safe before the request has started. */
+  /**
+   * Aborts from outside (total deadline, job abort). Before onRequestStart undici has no controller to
+   * take it (DNS and connect may run for connectMs more), so the attempt settles now and onRequestStart
+   * cancels the request if the connection ever comes.
+   */
   abort(code: ErrorCode, message: string): void {
     if (this.settled || this.pendingAbort !== null) return;
     this.pendingAbort = new AttemptAbort(code, message);
     if (this.controller !== null) this.controller.abort(this.pendingAbort);
+    else this.finish(toAttemptFailure(this.pendingAbort));
   }
 
   finish(result: AttemptResult): void {

@@ -64,6 +64,78 @@ describe('deadline', () => {
   });
 });
 
+describe('an attempt still connecting', () => {
+  /**
+   * A resolver for `held.test` that answers 127.0.0.1 only when released: the attempt stays before
+   * undici's onRequestStart (no controller yet). The safety release only ends a failing run.
+   */
+  function heldLookup() {
+    let release = (): void => undefined;
+    let released = false;
+    const answered = new Promise<void>((resolve) => {
+      release = () => {
+        released = true;
+        resolve();
+      };
+    });
+    const safety = setTimeout(release, 2_000);
+    return {
+      lookup: async () => {
+        await answered;
+        return [{ address: '127.0.0.1', family: 4 as const }];
+      },
+      get released() {
+        return released;
+      },
+      done() {
+        clearTimeout(safety);
+        release();
+      },
+    };
+  }
+
+  it.each([
+    ['the job signal', 'PENDING'],
+    ['fail-fast', 'ABORTED'],
+    ['the total timeout', 'TIMEOUT_TOTAL'],
+  ])('settles at once on %s, without waiting for the connection', async (trigger, expected) => {
+    const held = heldLookup();
+    const controller = new AbortController();
+    const items = [`http://held.test:${upstream.port}/held`];
+    if (trigger === 'fail-fast') items.push(`${upstream.url}bad?status=404&latency=50`);
+    const options =
+      trigger === 'the total timeout'
+        ? { retries: { maxAttempts: 1 }, timeouts: { totalMs: 100, connectMs: 60_000 } }
+        : { mode: trigger === 'fail-fast' ? 'fail-fast' : 'settle', timeouts: { connectMs: 60_000 } };
+    if (trigger === 'the job signal') setTimeout(() => controller.abort(), 50);
+    const outcomes: Outcome[] = [];
+    let releasedBeforeOutcome = true;
+    for await (const outcome of fanOut(items, options, {
+      allow: ['held.test', '127.0.0.1'],
+      lookup: held.lookup,
+      signal: controller.signal,
+    })) {
+      if (outcome.url.includes('held.test')) releasedBeforeOutcome = held.released;
+      outcomes.push(outcome);
+    }
+    held.done();
+    const heldOutcome = outcomes.find((outcome) => outcome.url.includes('held.test'));
+    const code = heldOutcome?.ok ? 'OK' : heldOutcome?.pending ? 'PENDING' : heldOutcome?.error.code;
+    expect(code).toBe(expected);
+    expect(releasedBeforeOutcome).toBe(false);
+    expect(upstream.hits('/held')).toBe(0);
+  });
+});
+
+describe('a far deadline', () => {
+  it('does not fire at once when it is more than 24.8 days away (setTimeout overflow)', async () => {
+    const outcomes = await collect(
+      fanOut(urls(2, ''), {}, { allow: ['127.0.0.1'], deadline: Date.now() + 25 * 86_400_000 }),
+    );
+    expect(outcomes.map((outcome) => outcome.ok)).toEqual([true, true]);
+  });
+});
+
 describe('signal', () => {
   it('an aborted signal makes the rest pending and closes everything', async () => {
     const baseline = await settledResources();

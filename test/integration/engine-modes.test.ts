@@ -57,6 +57,23 @@ describe('fail-fast', () => {
     expect(upstream.aborted).toBe(3);
     expect(upstream.hits()).toBe(4);
   });
+
+  it('counts no attempt for an item stopped while it waited for its origin (it was never sent)', async () => {
+    const controller = new AbortController();
+    // Stop once the first item hangs at the server: the second is then parked on the origin's one permit.
+    const poll = setInterval(() => {
+      if (upstream.inFlight.current > 0) controller.abort();
+    }, 5);
+    const attemptsByPath: Record<string, number> = {};
+    const items = [`${upstream.url}x?hang=1`, `${upstream.url}y`];
+    const options = { concurrency: 2, perHost: 1, adaptive: false };
+    for await (const outcome of fanOut(items, options, { allow: ['127.0.0.1'], signal: controller.signal })) {
+      attemptsByPath[new URL(outcome.url).pathname] = outcome.attempts;
+    }
+    clearInterval(poll);
+    expect(upstream.hits('/y')).toBe(0);
+    expect(attemptsByPath).toEqual({ '/x': 1, '/y': 0 });
+  });
 });
 
 describe('maxFailureRatio', () => {

@@ -128,6 +128,19 @@ describe('body limits and decoding', () => {
     expect(outcome).toMatchObject({ ok: true, value: { id: 7 } });
   });
 
+  it.each([
+    ['a HEAD of a br resource', { url: 'head-br?encoding=br', method: 'HEAD' }],
+    ['a HEAD of a gzip resource', { url: 'head-gzip?encoding=gzip', method: 'HEAD' }],
+    ['a 204 labelled br', { url: 'none?status=204&encoding=br' }],
+    ['a HEAD whose content-length is over the limit', { url: 'head-big?size=2000', method: 'HEAD' }],
+  ])('succeeds on %s: no body follows, so nothing is decoded or counted', async (_name, item) => {
+    const outcome = await one(
+      { ...item, url: `${upstream.url}${item.url}` },
+      { maxBodyBytes: 1_000, retries: { maxAttempts: 1 }, transform: { name: 'raw' } },
+    );
+    expect(outcome).toMatchObject({ ok: true, value: { body: '' } });
+  });
+
   it('counts the limit after decompression', async () => {
     // ~1 KB of JSON compresses to far less: the decoded size is what counts
     const outcome = await one(`${upstream.url}item/8?encoding=gzip`, { maxBodyBytes: 500 });
