@@ -1,7 +1,7 @@
 // The result store: the job's S3 layout, streamed JSONL parts (lib-storage multipart), conditional writes, the manifest.
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { PassThrough, pipeline, type Readable, type Writable } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 import {
   AbortMultipartUploadCommand,
@@ -306,6 +306,9 @@ export function idOfLine(line: string): string | null {
   }
 }
 
+/** pipeline's callback: its error reaches the reader through the destroyed stream. */
+const ignoreError = (): void => undefined;
+
 /** The lines of an object, streamed (gunzipped for .gz keys): memory stays at one chunk. */
 export async function* readLines(
   layout: StoreLayout,
@@ -319,11 +322,14 @@ export async function* readLines(
   );
   const body = reply.Body as Readable | undefined;
   if (!body) return;
-  const source: Readable = key.endsWith('.gz') ? body.pipe(createGunzip()) : body;
+  // pipeline, not pipe: a body that fails mid-read (a cancel, a reset) must fail the gunzip read too.
+  const source: Readable = key.endsWith('.gz') ? pipeline(body, createGunzip(), ignoreError) : body;
+  // A streaming decoder: a character split across two chunks stays whole (a source line's id hangs on it).
+  source.setEncoding('utf8');
   let rest = '';
   try {
-    for await (const chunk of source) {
-      const text = rest + (typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8'));
+    for await (const chunk of source as AsyncIterable<string>) {
+      const text = rest + chunk;
       const lines = text.split('\n');
       rest = lines.pop() ?? '';
       for (const line of lines) if (line.trim() !== '') yield line;
