@@ -437,7 +437,20 @@ class RunSession {
       // The line's head, then the value's JSON as its own piece: the joined line is never built. A
       // whole JSON body goes in as the origin wrote it (exactJsonOf: no precision lost, no re-serializing).
       const exact = exactJsonOf(outcome);
-      const value = exact !== undefined ? oneLine(exact) : (JSON.stringify(outcome.value ?? null) ?? 'null');
+      let value: string;
+      if (exact !== undefined) value = oneLine(exact);
+      else {
+        try {
+          value = JSON.stringify(outcome.value ?? null) ?? 'null';
+        } catch (error) {
+          // A value JSON cannot hold (a BigInt, a cycle: both cross a worker boundary) fails its item only.
+          const { id, url, attempts, ms } = outcome;
+          const message = `the transform's value is not JSON: ${error instanceof Error ? error.message : String(error)}`;
+          return this.#errors.write(
+            errorLine({ id, url, ok: false, error: { code: 'TRANSFORM_ERROR', message }, attempts, ms }),
+          );
+        }
+      }
       return this.#results.write(resultHead(outcome), value, '}');
     }
     if (outcome.pending === true) return this.#recordPending(outcome);

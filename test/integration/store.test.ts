@@ -133,6 +133,29 @@ describe('runJob writes every outcome through the manifest', () => {
     expect(again).toEqual(first);
   });
 
+  it("records a value JSON cannot hold as that item's TRANSFORM_ERROR; the job completes", async () => {
+    const engine = fakeEngine();
+    // A BigInt crosses the worker boundary intact, and JSON.stringify throws on it.
+    const withBigInt: typeof engine.startFanOut = (items, options, runtime) => {
+      const run = engine.startFanOut(items, options, runtime);
+      async function* outcomes() {
+        let index = 0;
+        for await (const outcome of run.outcomes) {
+          yield index++ === 3 && outcome.ok ? { ...outcome, value: { big: 2n ** 70n } } : outcome;
+        }
+      }
+      return { ...run, outcomes: outcomes() };
+    };
+    const manifest = await runJob(
+      { jobId: nextJobId(), items: urls(10) },
+      { store: storeConfig(), startFanOut: withBigInt },
+    );
+    expect(manifest).toMatchObject({ status: 'complete', counts: { total: 10, succeeded: 9, failed: 1 } });
+    const [error] = await readLines(manifest.errors);
+    expect(error).toMatchObject({ error: { code: 'TRANSFORM_ERROR' }, attempts: 1 });
+    expect(String((error?.error as { message: string }).message)).toMatch(/not JSON.*BigInt/);
+  });
+
   it('resumes a partial job: pending items only, then every item exactly once', async () => {
     const jobId = nextJobId();
     const store = storeConfig();
