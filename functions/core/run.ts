@@ -501,9 +501,11 @@ class RunSession {
     const errors = this.#errors.detach();
     const parts = [...results, ...errors];
     try {
-      await Promise.all(parts.map((part) => part.close()));
+      await Promise.all(parts.map((part) => part.close(signal)));
     } catch (error) {
-      await Promise.all(parts.map((part) => part.abort(finalWriteSignal(signal))));
+      // Out of time already: abort without waiting (what is left on S3 is debris a later run removes).
+      const deadline = signal.aborted ? signal : finalWriteSignal(signal);
+      await Promise.all(parts.map((part) => part.abort(deadline)));
       throw error;
     }
     for (const part of results) {
@@ -561,7 +563,7 @@ class RunSession {
     if (this.#runtime.signal?.aborted && !this.#failed.signal.aborted) this.#fatal = undefined;
     try {
       await this.#closeParts(signal);
-      await this.#pending?.close();
+      await this.#pending?.close(signal);
     } catch (error) {
       this.#fatal ??= error;
     }
@@ -625,7 +627,7 @@ class RunSession {
       await pending.abort(signal);
       this.#pending = null;
     } else {
-      await pending.close();
+      await pending.close(signal);
       this.#pending = pending;
     }
     this.#pendingLines = lines;

@@ -554,25 +554,32 @@ export class StreamedObject {
     return busy;
   }
 
-  /** Ends the object and waits until it is durable; a create-only conflict with our own retry is success. */
-  async close(): Promise<void> {
+  /**
+   * Ends the object and waits until it is durable; a create-only conflict with our own retry is success.
+   * `signal` bounds the wait: lib-storage sends without one, so a stalled S3 would hold it forever. When
+   * it fires, close() rejects with its reason and the object is the caller's to abort().
+   */
+  async close(signal?: AbortSignal): Promise<void> {
     if (this.#state === 'closed') return;
     if (this.#state === 'aborted') throw new Error(`${this.key}: closed after abort`);
     this.#state = 'closing';
     try {
-      await this.#busy;
-      this.#handOver();
-      this.#input.end();
-      await this.#done;
+      await untilAborted(this.#endAndLand(), signal);
     } catch (error) {
       // lib-storage has aborted its multipart upload already (leavePartsOnError: false).
       this.#destroyStreams();
-      if (!isConditionFailure(error) || (await tokenOf(this.#layout, this.key, undefined)) !== this.#token) {
-        throw error;
-      }
+      if (signal?.aborted || !isConditionFailure(error)) throw error;
+      if ((await tokenOf(this.#layout, this.key, signal)) !== this.#token) throw error;
     }
     this.#state = 'closed';
     this.#batch = EMPTY;
+  }
+
+  async #endAndLand(): Promise<void> {
+    await this.#busy;
+    this.#handOver();
+    this.#input.end();
+    await this.#done;
   }
 
   /** Abandons the object: the multipart upload is aborted on S3 too, so no invisible parts are billed. */
@@ -591,8 +598,10 @@ export class StreamedObject {
     // before the abort, so none arrives after it. It aborts the upload too, but in the background, and
     // only one it knows of; this is done on return, also when CreateMultipartUpload was in flight.
     await settledOrAborted(Promise.allSettled(internals.concurrentUploaders ?? []), deadline);
+    const creating = internals.createMultiPartPromise?.catch(() => undefined);
     const uploadId =
-      this.#upload.uploadId ?? (await internals.createMultiPartPromise?.catch(() => undefined))?.UploadId;
+      this.#upload.uploadId ??
+      (await untilAborted(creating ?? Promise.resolve(undefined), deadline).catch(() => undefined))?.UploadId;
     if (uploadId) await abortUploadQuietly(this.#layout, this.key, uploadId, deadline);
   }
 
@@ -614,6 +623,19 @@ export class StreamedObject {
     this.#input.destroy();
     this.#body.destroy();
   }
+}
+
+/** `work`, or a rejection with the signal's reason if it fires first (`work` is then left to settle alone). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  work.catch(() => undefined); // settling after the signal is not an unhandled rejection
+  if (signal.aborted) return Promise.reject(signal.reason);
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([work, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }
 
 /** Resolves when `work` settles or `signal` fires, whichever is first. */

@@ -321,6 +321,53 @@ describe('streamed parts on failure', () => {
     expect(await s3.listKeys(`${layout.base}/`)).toEqual([]);
   });
 
+  it('bounds close() by its signal when S3 stops answering a part; abort() then cleans up', async () => {
+    const layout = storeLayout(storeConfig(), nextJobId());
+    // Test-only middleware: UploadPart waits until released, as over a stalled connection.
+    let release = (): void => undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let stalled = (): void => undefined;
+    const stalledOnce = new Promise<void>((resolve) => {
+      stalled = resolve;
+    });
+    s3.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'UploadPartCommand') {
+          stalled();
+          await held;
+        }
+        return next(args);
+      },
+      { step: 'deserialize', priority: 'low', name: 'testStalledUploadPart' },
+    );
+    restore = () => {
+      release();
+      s3.client.middlewareStack.remove('testStalledUploadPart');
+    };
+    const part = new StreamedObject({
+      layout,
+      key: `${layout.base}/results/0001-00000.jsonl`,
+      createOnly: true,
+      token: 't',
+    });
+    const controller = new AbortController();
+    const closing = (async () => {
+      const line = 'y'.repeat(64 * 1024);
+      // 6 MiB: over the 5 MiB chunk, so a multipart upload is created.
+      for (let index = 0; index < 96; index++) await part.write(line);
+      await part.close(controller.signal);
+    })();
+    await stalledOnce;
+    controller.abort(new Error('out of time'));
+    await expect(closing).rejects.toThrow('out of time');
+    restore();
+    restore = undefined;
+    await part.abort();
+    expect(await openUploads()).toBe(0);
+  });
+
   it('retries a 503 SlowDown and still lands every item once', async () => {
     const jobId = nextJobId();
     let slowDowns = 0;
