@@ -3,7 +3,14 @@ import { type Clock, systemClock } from './clock.ts';
 import { exactJsonOf, startFanOut } from './engine.ts';
 import { FanoutError } from './errors.ts';
 import { IdSet } from './finished-ids.ts';
-import { type ParsedJob, parseJob, parseSourceLine, toJobDocument, toJobForm } from './job.ts';
+import {
+  type ParsedJob,
+  parseJob,
+  parseSourceLine,
+  type SourceLine,
+  toJobDocument,
+  toJobForm,
+} from './job.ts';
 import {
   FINAL_WRITE_TIMEOUT_MS,
   finalWriteSignal,
@@ -423,10 +430,7 @@ class RunSession {
       // A first run has finished nothing: skip the lookup (its regex and hex parse) per line.
       if (resuming && finished.has(id)) continue;
       if (parsed.ok) yield parsed.item;
-      else
-        await this.#errors.write(
-          JSON.stringify({ id, url: parsed.url, error: parsed.error, attempts: 0, ms: 0 }),
-        );
+      else await this.#errors.write(badLineRecord(parsed));
     }
     this.#intakeDone = true;
   }
@@ -614,11 +618,18 @@ class RunSession {
     };
     const source = this.#job.source;
     if (source) {
+      let badLines = 0;
       for await (const line of readLines(this.layout, source.key, signal, source.bucket)) {
         const parsed = parseSourceLine(line);
         if (parsed.ok) await write(parsed.item);
-        else seen.add(parsed.id);
+        else if (!finished.has(parsed.id) && seen.add(parsed.id)) {
+          // A bad line the intake never reached: recorded failed, as the intake would have.
+          await this.#errors.write(badLineRecord(parsed));
+          badLines++;
+        }
       }
+      if (badLines > 0) await this.#closeParts(signal);
+      // `seen` holds only ids no listed part had: each source line is counted once.
       this.#total = Math.max(this.#total, seen.size + finished.size);
     } else {
       for (const item of this.#job.items) await write(item);
@@ -718,6 +729,11 @@ const LINE_BREAK = /[\r\n]/g;
 /** Valid JSON text on one line: its line breaks can only be whitespace between tokens, so spaces do as well. */
 function oneLine(json: string): string {
   return json.includes('\n') || json.includes('\r') ? json.replace(LINE_BREAK, ' ') : json;
+}
+
+/** The errors line of a source line that is not an item (its id is the line's). */
+function badLineRecord(parsed: Extract<SourceLine, { ok: false }>): string {
+  return JSON.stringify({ id: parsed.id, url: parsed.url, error: parsed.error, attempts: 0, ms: 0 });
 }
 
 /** A number as JSON.stringify writes it (NaN and the infinities as null). */

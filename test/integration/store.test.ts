@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readManifest, resumeJob, runJob } from '../../functions/core/run.ts';
 import { StreamedObject, storeLayout } from '../../functions/core/store.ts';
@@ -131,6 +132,41 @@ describe('runJob writes every outcome through the manifest', () => {
     );
     expect(engine.fetched).toHaveLength(5);
     expect(again).toEqual(first);
+  });
+
+  it('after a fatal error, counts each source line once and records the bad lines the intake never reached', async () => {
+    const jobId = nextJobId();
+    const key = `sources/${jobId}.txt`;
+    const lines = [
+      'ftp://bad.example/1',
+      'http://upstream.test/1',
+      'ftp://bad.example/2',
+      'http://upstream.test/2',
+    ];
+    await s3.client.send(
+      new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: `${lines.join('\n')}\n` }),
+    );
+    // Any non-S3 fatal error mid-run: the engine throws at its second item, before the second bad line.
+    const engine = fakeEngine((_item, index) => {
+      if (index === 1) throw new Error('engine blew up');
+      return 'ok';
+    });
+    const manifest = await runJob(
+      { jobId, source: { s3: `s3://${s3.bucket}/${key}` } },
+      { store: storeConfig(), startFanOut: engine.startFanOut },
+    );
+    expect(manifest.status).toBe('failed');
+    expect(manifest.counts.total).toBe(4);
+    const ids = await idCounts(manifest);
+    expect([...ids.values()].every((count) => count === 1)).toBe(true);
+    expect(ids.size).toBe(4);
+    const pending = manifest.pending ? (await s3.getText(manifest.pending)).trim().split('\n') : [];
+    expect(manifest.counts.pending).toBe(pending.length);
+    const errors = await readLines(manifest.errors);
+    expect(errors.map((line) => (line.error as { code: string }).code)).toEqual([
+      'INVALID_URL',
+      'INVALID_URL',
+    ]);
   });
 
   it("records a value JSON cannot hold as that item's TRANSFORM_ERROR; the job completes", async () => {
