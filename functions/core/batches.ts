@@ -9,6 +9,7 @@
 //   manifest.json            written by the merge: the parts of every batch, counts summed
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import * as z from 'zod';
+import { FAILURE_RATIO_MIN_FINISHED } from './defaults.ts';
 import { FanoutError } from './errors.ts';
 import { IdSet } from './finished-ids.ts';
 import { type JobOptions, parseJob, parseSourceLine, toJobDocument, toJobForm } from './job.ts';
@@ -455,8 +456,10 @@ function ratioExceeded(
   counts: ManifestCounts,
 ): { code: string; message: string } | undefined {
   const finished = counts.succeeded + counts.failed;
-  if (options.maxFailureRatio >= 1 || finished === 0 || counts.failed / finished <= options.maxFailureRatio)
-    return undefined;
+  // Judged as the engine judges it: once enough items, or all of them, have finished.
+  const judged = finished >= FAILURE_RATIO_MIN_FINISHED || finished === counts.total;
+  if (options.maxFailureRatio >= 1 || finished === 0 || !judged) return undefined;
+  if (counts.failed / finished <= options.maxFailureRatio) return undefined;
   return {
     code: 'ABORTED',
     message: `${counts.failed} of ${finished} finished items failed: over maxFailureRatio ${options.maxFailureRatio}`,

@@ -18,6 +18,7 @@ import type { buildConnector } from 'undici';
 import connectorFactory from 'undici/lib/core/connect.js';
 import Agent from 'undici/lib/dispatcher/agent.js';
 import { type Clock, systemClock } from './clock.ts';
+import { FAILURE_RATIO_MIN_FINISHED } from './defaults.ts';
 import type { ErrorCode, ItemError } from './errors.ts';
 import { createDestinationGuard, type DestinationGuardOptions } from './guard.ts';
 import {
@@ -415,7 +416,7 @@ export function startFanOut(
       if (options.mode === 'fail-fast') stop('fail-fast');
       else {
         const done = succeeded + failed;
-        const judged = done >= 10 || (totalKnown && done >= total);
+        const judged = done >= FAILURE_RATIO_MIN_FINISHED || (totalKnown && done >= total);
         if (judged && failed / done > options.maxFailureRatio) stop('failure-ratio');
       }
     }

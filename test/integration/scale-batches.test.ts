@@ -156,6 +156,28 @@ describe('plan, batches and merge', () => {
     expect([failFast.toleratedFailurePercentage, ratio.toleratedFailurePercentage]).toEqual([0, 25]);
   });
 
+  it('judges maxFailureRatio at the merge as one run would: not before 10 items (or all) finished', async () => {
+    const job = (jobId: string) => ({
+      jobId,
+      items: Array.from({ length: 20 }, (_, i) => `${upstream.url}item/${i}?status=${i < 2 ? 500 : 200}`),
+      options: { concurrency: 1, maxFailureRatio: 0.5, retries: { maxAttempts: 1 } },
+    });
+    // A deadline after 3 fetches (an injected clock, 1 s per hit): 2 failed, 1 succeeded, 17 pending.
+    const timed = (): Partial<JobRuntime> => {
+      const start = Date.now();
+      return { clock: hitClock(() => upstream.hits(), 1_000, start), deadline: start + 2_500 };
+    };
+    const single = await runJob(job('ratio-single'), runtime(timed()));
+    upstream.reset();
+    const plan = await planBatches(job('ratio-batched'), runtime(), { batchSize: 20 });
+    const events: BatchEvent[] = [];
+    for await (const event of batchEvents(plan, store())) events.push(event);
+    const batch = await runBatch(events[0] as BatchEvent, runtime(timed()));
+    const merged = await mergeBatches('ratio-batched', runtime());
+    expect([single.status, batch.status, merged.status]).toEqual(['partial', 'partial', 'partial']);
+    expect(merged.counts).toMatchObject({ total: 20, succeeded: 1, failed: 2, pending: 17 });
+  });
+
   it('cuts a batch early at the 256 KiB input bound and gives it an id of its own', async () => {
     const body = 'x'.repeat(60_000);
     const items = Array.from({ length: 10 }, (_, i) => ({
