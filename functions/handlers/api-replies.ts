@@ -23,6 +23,7 @@ export type ErrorCodeOfApi =
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
   | 'INVALID_REDRIVE'
+  | 'INVALID_PATH'
   | 'JOB_RUNNING'
   | 'INTERNAL';
 

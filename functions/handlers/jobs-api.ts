@@ -117,8 +117,13 @@ export function createApiHandler(deps: HandlerDeps) {
   });
 
   // Everything else is ours to fix: the log has the stack under an id, the client gets the id only.
-  router.errorHandler(Error, async (error) => {
+  router.errorHandler(Error, async (error, { req }) => {
     if (error instanceof NotFoundError) return errorReply(404, 'NOT_FOUND', 'not found');
+    // The Router decodes path parameters: a broken %-escape is the client's, not ours.
+    if (error instanceof URIError) {
+      const path = new URL(req.url).pathname;
+      return errorReply(400, 'INVALID_PATH', `path ${path} has a malformed %-escape`);
+    }
     const errorId = randomUUID();
     shell.logger.error('request failed', { errorId, error });
     return errorReply(500, 'INTERNAL', `internal error; quote error id ${errorId}`, { errorId });

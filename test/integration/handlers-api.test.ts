@@ -220,6 +220,7 @@ describe('POST /jobs', () => {
       'METHOD_NOT_ALLOWED',
     ],
     ['404 to an unknown path', () => request('GET', '/nothing-here'), 404, 'NOT_FOUND'],
+    ['400 to a malformed %-escape in a job id', () => request('GET', '/jobs/%E0%A4%A'), 400, 'INVALID_PATH'],
   ];
   it.each(cases)('answers %s, and fetches nothing', async (_name, event, status, code) => {
     const { call, dispatcher } = api({ maxItems: 300, maxRequestBytes: 32 * 1024 });
