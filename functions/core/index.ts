@@ -64,7 +64,7 @@ export {
   transformNames,
 } from './pool.ts';
 export { type RedriveOptions, redriveJob } from './redrive.ts';
-export { type JobRuntime, readManifest, resumeJob, runJob } from './run.ts';
+export { type JobRuntime, readManifest, readStoredManifest, resumeJob, runJob } from './run.ts';
 export {
   DEFAULT_CHECKPOINT_MS,
   DEFAULT_PART_BYTES,

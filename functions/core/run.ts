@@ -93,6 +93,18 @@ export async function readManifest(
     : version.manifest;
 }
 
+/**
+ * The manifest as stored: a dead run's checkpoint stays `running`. For a caller that must not act on a
+ * job until its last run has finished (a redrive refuses both a live run and a dead one).
+ */
+export async function readStoredManifest(
+  store: StoreConfig,
+  jobId: string,
+  signal?: AbortSignal,
+): Promise<Manifest | null> {
+  return (await readManifestVersion(storeLayout(store, jobId), signal))?.manifest ?? null;
+}
+
 function isDeadRun(manifest: StoredManifest, now: number, leaseMs: number): boolean {
   if (manifest.status !== 'running') return false;
   const beat = manifest.heartbeatAt ? Date.parse(manifest.heartbeatAt) : Number.NaN;

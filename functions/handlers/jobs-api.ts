@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { NotFoundError, Router } from '@aws-lambda-powertools/event-handler/http';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import { type Manifest, readManifest, runJob } from '../core/index.ts';
+import { type Manifest, readManifest, readStoredManifest, runJob } from '../core/index.ts';
 import { checkJobRequest, checkRedriveRequest, errorReply, json } from './api-replies.ts';
 import { isJobId } from './config.ts';
 import { continueIfPartial } from './continuation.ts';
@@ -86,10 +86,16 @@ export function createApiHandler(deps: HandlerDeps) {
     if (!isJobId(jobId)) return errorReply(404, 'NOT_FOUND', `no job ${JSON.stringify(jobId)}`);
     const checked = await checkRedriveRequest(req);
     if (!checked.ok) return checked.reply;
-    const manifest = await readManifest(resolved.store, jobId, signals.get(context));
+    // As stored, as the runner's redrive reads it: a dead run (which GET shows as partial) is refused
+    // here too, rather than accepted and then refused by the runner.
+    const manifest = await readStoredManifest(resolved.store, jobId, signals.get(context));
     if (manifest === null) return errorReply(404, 'NOT_FOUND', `no job ${jobId}`);
     if (manifest.status === 'running') {
-      return errorReply(409, 'JOB_RUNNING', `job ${jobId} is running; redrive it once its run ends`);
+      return errorReply(
+        409,
+        'JOB_RUNNING',
+        `job ${jobId} is running, or its last run died: redrive it once a run has finished it (POST the job again to resume a dead run)`,
+      );
     }
     shell.logger.appendKeys({ jobId });
     await resolved.dispatcher.dispatch({

@@ -1,4 +1,6 @@
 // The jobs API through middy + Router with HTTP API 2.0 events, against the local upstream and fauxqs.
+
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import type { HandlerConfig } from '../../functions/handlers/config.ts';
@@ -328,6 +330,29 @@ describe('GET /jobs/{id} and redrive', () => {
       status: 200,
       body: { redriven: 2, counts: { succeeded: 2, failed: 1 } },
     });
+  });
+
+  it('refuses (409) a redrive of a job whose last run died, which GET shows as partial', async () => {
+    const { call, dispatcher } = api();
+    await call(loadEvent('api-post-small.json', world.upstream.url) as unknown as APIGatewayProxyEventV2);
+    // A run that died mid-way: its checkpoint stays `running`, its heartbeat an hour old.
+    const key = 'jobs/demo-small-0001/manifest.json';
+    const stored = JSON.parse(await world.s3.getText(key)) as Record<string, unknown>;
+    const dead = {
+      ...stored,
+      status: 'running',
+      heartbeatAt: new Date(Date.now() - 3_600_000).toISOString(),
+    };
+    await world.s3.client.send(
+      new PutObjectCommand({ Bucket: world.s3.bucket, Key: key, Body: JSON.stringify(dead) }),
+    );
+    expect(await call(request('GET', '/jobs/demo-small-0001'))).toMatchObject({
+      status: 200,
+      body: { status: 'partial' },
+    });
+    const reply = await call(request('POST', '/jobs/demo-small-0001/redrive'));
+    expect(reply).toMatchObject({ status: 409, body: { error: { code: 'JOB_RUNNING' } } });
+    expect(dispatcher.events).toEqual([]);
   });
 
   it.each([
