@@ -208,6 +208,35 @@ describe('html', () => {
       wordCount: 6,
     });
   });
+
+  it.each([
+    [
+      'a <meta> that says utf-16 (read as UTF-8)',
+      Buffer.from('<meta charset="utf-16"><title>café</title>'),
+      'text/html',
+    ],
+    [
+      'a UTF-8 BOM over the declared charset',
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('<title>café</title>')]),
+      'text/html; charset=windows-1252',
+    ],
+    [
+      'a UTF-16LE BOM with no charset declared',
+      Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('<title>café</title>', 'utf16le')]),
+      'text/html',
+    ],
+    [
+      'the <meta> charset when the declared one is unknown',
+      Buffer.from('<meta charset="iso-8859-1"><title>caf\xe9</title>', 'latin1'),
+      'text/html; charset=bogus',
+    ],
+  ])("decodes by the HTML standard's order: %s", (_case, bytes, contentType) => {
+    expect(
+      htmlTransform(respond(new Uint8Array(bytes), contentType, 'https://shop.example/'), {}),
+    ).toMatchObject({
+      title: 'café',
+    });
+  });
 });
 
 describe('digest', () => {

@@ -1,5 +1,6 @@
 // The `html` transform: title, description, canonical URL, absolute links, word count and language,
 // read with htmlparser2's tolerant streaming parser (broken markup still yields what it can).
+import type { TextDecoder } from 'node:util';
 import { Parser } from 'htmlparser2';
 import type { FetchedResponse } from '../types.ts';
 import { assertNoOptions } from './raw.ts';
@@ -117,18 +118,36 @@ export function htmlTransform(response: FetchedResponse, options: Record<string,
   };
 }
 
-/** Declared charset first, then a <meta charset> in the first 1,024 bytes (the HTML prescan), else UTF-8. */
+/**
+ * The HTML standard's order, simplified: a byte-order mark, then the declared charset (if known), then a
+ * <meta charset> in the first 1,024 bytes (the prescan), else UTF-8.
+ */
 function decodeHtml(response: FetchedResponse): string {
-  const declared = parseContentType(response.headers).charset;
-  const sniffed = declared ? null : sniffMetaCharset(response.body);
-  const decoder = decoderFor(declared ?? sniffed, false) ?? decoderFor(null, false);
-  return decoder ? decoder.decode(response.body) : '';
+  const body = response.body;
+  const labelled = (label: string | null): TextDecoder | null =>
+    label === null ? null : decoderFor(label, false);
+  const decoder =
+    labelled(bomCharset(body)) ??
+    labelled(parseContentType(response.headers).charset) ??
+    labelled(sniffMetaCharset(body)) ??
+    decoderFor(null, false);
+  return decoder ? decoder.decode(body) : '';
+}
+
+function bomCharset(body: Uint8Array): string | null {
+  if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) return 'utf-8';
+  if (body[0] === 0xfe && body[1] === 0xff) return 'utf-16be';
+  if (body[0] === 0xff && body[1] === 0xfe) return 'utf-16le';
+  return null;
 }
 
 function sniffMetaCharset(body: Uint8Array): string | null {
   const head = Buffer.from(body.buffer, body.byteOffset, Math.min(body.byteLength, 1024)).toString('latin1');
   const match = /<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)/i.exec(head);
-  return match?.[1]?.toLowerCase() ?? null;
+  const label = match?.[1]?.toLowerCase() ?? null;
+  // A <meta> readable as ASCII is not UTF-16, whatever it says; x-user-defined means windows-1252.
+  if (label?.startsWith('utf-16')) return 'utf-8';
+  return label === 'x-user-defined' ? 'windows-1252' : label;
 }
 
 function absolute(href: string, base: string): string | null {

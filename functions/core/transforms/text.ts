@@ -62,7 +62,7 @@ const MAX_DECODERS = 64;
  * without `stream` keeps no state between calls, and building one per response cost ~1 µs.
  */
 export function decoderFor(charset: string | null, fatal: boolean): TextDecoder | null {
-  const key = `${fatal ? 'f' : 'r'}${charset ?? ''}`;
+  const key = `${fatal ? 'f' : 'r'}${charset === null ? '' : `=${charset}`}`;
   let decoder = decoders.get(key);
   if (decoder !== undefined) return decoder;
   try {
