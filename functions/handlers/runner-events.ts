@@ -4,7 +4,7 @@ import { isJobId } from './config.ts';
 
 /** Events the handlers send to the runner themselves (asynchronous invokes). */
 export type DispatchEvent =
-  | { jobId: string; resume: true; continuation: number }
+  | { jobId: string; resume: true; continuation: number; chainStart?: number }
   | { jobId: string; accepted: true }
   | { jobId: string; redrive: true; codes?: ErrorCode[] };
 
@@ -15,8 +15,11 @@ export type RunnerRequest =
   | { kind: 'job'; job: unknown }
   /** A job POST /jobs accepted and stored as accepted.json. */
   | { kind: 'accepted'; jobId: string }
-  /** A continuation of a partial job: run `continuation` of at most FANOUT_MAX_CONTINUATIONS. */
-  | { kind: 'resume'; jobId: string; continuation: number }
+  /**
+   * A continuation of a partial job. Numbers run on across triggers; a trigger's chain began after
+   * `chainStart` and may go on to chainStart + FANOUT_MAX_CONTINUATIONS.
+   */
+  | { kind: 'resume'; jobId: string; continuation: number; chainStart: number }
   /** Step Functions Distributed Map: one batch of items, and the final merge. */
   | { kind: 'batch'; event: { Items: unknown[]; BatchInput: unknown } }
   | { kind: 'merge'; jobId: string }
@@ -37,7 +40,16 @@ export function classifyRunnerEvent(event: unknown): RunnerRequest {
     if (typeof continuation !== 'number' || !Number.isInteger(continuation) || continuation < 1) {
       throw invalid('continuation must be a positive integer');
     }
-    return { kind: 'resume', jobId: requireJobId(event.jobId), continuation };
+    const chainStart = event.chainStart ?? 0;
+    if (
+      typeof chainStart !== 'number' ||
+      !Number.isInteger(chainStart) ||
+      chainStart < 0 ||
+      chainStart >= continuation
+    ) {
+      throw invalid('chainStart must be an integer from 0 to continuation - 1');
+    }
+    return { kind: 'resume', jobId: requireJobId(event.jobId), continuation, chainStart };
   }
   if (event.accepted === true) return { kind: 'accepted', jobId: requireJobId(event.jobId) };
   if (event.redrive === true) {

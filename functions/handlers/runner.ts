@@ -18,7 +18,7 @@ import {
   runBatch,
   runJob,
 } from '../core/index.ts';
-import { type ContinuationOutcome, continuationKey, continueIfPartial } from './continuation.ts';
+import { type ContinuationOutcome, continuationKey, continueIfPartial, newChain } from './continuation.ts';
 import { type AcceptedJob, jobKey, objectExists, readJsonObject } from './job-objects.ts';
 import { buildRuntime, type HandlerDeps, type ResolvedDeps, resolveDeps } from './job-runtime.ts';
 import { createShell, emptyRunFigures, recordRunMetrics, type Shell } from './lambda-shell.ts';
@@ -93,8 +93,13 @@ export function createRunJobHandler(deps: HandlerDeps, scale: ScaleDeps = {}) {
     }
     const manifest = ran.manifest;
     recordRunMetrics(shell.metrics, manifest, figures);
-    const next = request.kind === 'resume' ? request.continuation + 1 : 1;
-    const continuation = await continueIfPartial(resolved, shell, manifest, next);
+    const chain =
+      request.kind === 'resume'
+        ? { next: request.continuation + 1, chainStart: request.chainStart }
+        : manifest.status === 'partial'
+          ? await newChain(resolved, manifest.jobId, signal)
+          : undefined;
+    const continuation = chain && (await continueIfPartial(resolved, shell, manifest, chain));
     shell.logger.info('run finished', { status: manifest.status, counts: manifest.counts });
     return summarize(resolved, manifest, continuation);
   });
@@ -154,8 +159,10 @@ function ran(manifest: Manifest): Ran {
 }
 
 /**
- * A job that already has a final manifest is returned as it is: a redelivery fetches nothing twice. A
- * large job (an S3 source, or many items) goes to the state machine when one is configured.
+ * A job that already has a final manifest (complete or failed) is returned as it is: a redelivery
+ * fetches nothing twice. A partial one is run again, which resumes it (DESIGN: a later run resumes
+ * pending items); a large job (an S3 source, or many items) goes to the state machine when one is
+ * configured.
  */
 async function startOnce(
   jobId: string,
@@ -167,8 +174,8 @@ async function startOnce(
 ): Promise<Ran> {
   shell.logger.appendKeys({ jobId });
   const existing = await readManifest(deps.store, jobId, runtime.signal);
-  // 'running' means an earlier attempt died mid-run: run again, and the core resumes it.
-  if (existing && existing.status !== 'running') {
+  // 'running' (an earlier attempt died mid-run) and 'partial' run again: the core resumes them.
+  if (existing && (existing.status === 'complete' || existing.status === 'failed')) {
     shell.logger.info('job already has a manifest: returned as is', { status: existing.status });
     return ran(existing);
   }

@@ -4,7 +4,14 @@ import { readManifest } from '../../functions/core/index.ts';
 import { createInProcessDispatcher } from '../../functions/handlers/dispatch.ts';
 import { createRunJobHandler, type RunSummary } from '../../functions/handlers/runner.ts';
 import type { DispatchEvent } from '../../functions/handlers/runner-events.ts';
-import { asRunSummary, capturedShell, createFakeContext, hitClock, testConfig } from '../support/lambda.ts';
+import {
+  asRunSummary,
+  capturedShell,
+  createFakeContext,
+  hitClock,
+  recordingDispatcher,
+  testConfig,
+} from '../support/lambda.ts';
 import { countIds, idsInParts } from '../support/s3.ts';
 import { useLocalWorld } from '../support/world.ts';
 
@@ -81,4 +88,45 @@ it('runs 1,000 items over continuations to a complete manifest with each item ex
     summaries.map((summary) => summary.counts.succeeded + summary.counts.failed).join(' -> '),
     `; upstream hits ${world.upstream.hits()}`,
   );
+});
+
+it('runs a job left partial by an exhausted chain again on a later trigger, with a chain of its own', async () => {
+  const clock = hitClock(() => world.upstream.hits(), MS_PER_HIT);
+  const dispatcher = recordingDispatcher();
+  const handler = createRunJobHandler({
+    config: testConfig({ bucket: world.s3.bucket, deadlineMarginMs: MARGIN_MS, maxContinuations: 1 }),
+    s3: world.s3.client,
+    dispatcher,
+    shell: capturedShell().shell,
+    clock,
+    transformRunner: 'inline',
+  });
+  const invoke = async (event: unknown, remainingMs: number): Promise<RunSummary> =>
+    asRunSummary(await handler(event, createFakeContext({ remainingMs, now: clock.now })));
+  const job = {
+    jobId: 'exhausted-then-triggered',
+    items: Array.from({ length: 60 }, (_, index) => `${world.upstream.url}item/${index}`),
+    options: { concurrency: 4, retries: { maxAttempts: 1 } },
+  };
+  // Time for about 10 items per invocation (hits on the injected clock).
+  const short = MARGIN_MS + 10 * MS_PER_HIT;
+  expect(await invoke(job, short)).toMatchObject({ status: 'partial', continuation: { requested: 1 } });
+  const exhausted = await invoke(dispatcher.events[0], short);
+  expect(exhausted).toMatchObject({
+    status: 'partial',
+    continuation: { exhausted: true, maxContinuations: 1 },
+  });
+  // The same job sent again: it resumes (not returned as is), and asks for continuation 2, its own chain's first.
+  const again = await invoke(job, short);
+  expect(again.status).toBe('partial');
+  expect(again.counts.pending).toBeLessThan(exhausted.counts.pending);
+  expect(again.continuation).toEqual({ requested: 2 });
+  expect(dispatcher.events[1]).toEqual({ jobId: job.jobId, resume: true, continuation: 2, chainStart: 1 });
+  // That chain has a budget of its own, and a long enough run completes the job, each item once.
+  const done = await invoke(dispatcher.events[1], 600_000);
+  expect(done).toMatchObject({ status: 'complete', counts: { total: 60, succeeded: 60, pending: 0 } });
+  const manifest = await readManifest({ client: world.s3.client, bucket: world.s3.bucket }, job.jobId);
+  const seen = countIds(await idsInParts(world.s3.getText, manifest?.results ?? []));
+  expect(seen.size).toBe(60);
+  expect([...seen.values()].every((count) => count === 1)).toBe(true);
 });
