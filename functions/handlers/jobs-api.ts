@@ -59,9 +59,25 @@ export function createApiHandler(deps: HandlerDeps) {
     }
     const figures = emptyRunFigures();
     const signal = signals.get(context) ?? new AbortController().signal;
-    const manifest = await runJob(body, buildRuntime(resolved, shell, context, signal, figures));
+    let manifest: Manifest;
+    try {
+      manifest = await runJob(body, buildRuntime(resolved, shell, context, signal, figures));
+    } catch (error) {
+      // The id is claimed, so a retry of this POST would only answer "accepted": never leave it so.
+      if ((await readManifest(resolved.store, job.jobId)) === null) {
+        // Nothing was written: free the id so the client's retry can start it.
+        await resolved.store.client.send(
+          new DeleteObjectCommand({ Bucket: resolved.store.bucket, Key: acceptedKey }),
+        );
+        throw error;
+      }
+      // A run got as far as a manifest: the runner resumes it (from accepted.json), the client polls.
+      shell.logger.error('the request run failed; the runner resumes the job', { error });
+      await resolved.dispatcher.dispatch({ jobId: job.jobId, accepted: true });
+      return acceptedReply(job.jobId, 'accepted');
+    }
     recordRunMetrics(shell.metrics, manifest, figures);
-    await continueIfPartial(resolved, shell, manifest, 1);
+    await continueIfPartial(resolved, shell, manifest, { next: 1, chainStart: 0 });
     return json(200, await withInline(resolved, manifest));
   });
 
@@ -175,6 +191,12 @@ async function repeatReply(
   const manifest = await readManifest(deps.store, jobId);
   if (manifest === null || manifest.status === 'running')
     return acceptedReply(jobId, 'accepted', manifest ?? undefined);
+  if (manifest.status === 'partial') {
+    // Asked again while partial (a deadline, or a run that died): the runner resumes it (DESIGN: a
+    // later run resumes pending items); the job's lease keeps it from running twice at once.
+    await deps.dispatcher.dispatch({ jobId, accepted: true });
+    return acceptedReply(jobId, 'accepted', manifest);
+  }
   return json(200, await withInline(deps, manifest));
 }
 

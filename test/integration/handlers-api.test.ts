@@ -8,6 +8,7 @@ import type { RunnerDispatcher } from '../../functions/handlers/dispatch.ts';
 import { createApiHandler } from '../../functions/handlers/jobs-api.ts';
 import { createRunJobHandler } from '../../functions/handlers/runner.ts';
 import {
+  asRunSummary,
   type CapturedShell,
   capturedShell,
   createFakeContext,
@@ -17,6 +18,7 @@ import {
   recordingDispatcher,
   testConfig,
 } from '../support/lambda.ts';
+import { injectS3Answers } from '../support/s3-faults.ts';
 import { useLocalWorld } from '../support/world.ts';
 
 const world = useLocalWorld();
@@ -285,6 +287,49 @@ describe('POST /jobs', () => {
   });
 });
 
+describe("POST /jobs when the request's own run fails", () => {
+  /** Test-only S3 faults: 403 on the writes `failing` picks, until restored. */
+  function denyWrites(failing: (key: string) => boolean): () => void {
+    return injectS3Answers(world.s3.client, (command, { input }) => {
+      const key = String(input.Key ?? '');
+      const write = command === 'PutObjectCommand' || command === 'CreateMultipartUploadCommand';
+      return write && failing(key) ? { status: 403, code: 'AccessDenied' } : null;
+    });
+  }
+
+  it('frees the id when nothing was written, so the retry runs the job', async () => {
+    const headers = { 'idempotency-key': 'sync-nothing-written' };
+    const restore = denyWrites((key) => !key.endsWith('accepted.json'));
+    let first: Reply;
+    try {
+      first = await api().call(postJob({ items: urls(2) }, headers));
+    } finally {
+      restore();
+    }
+    expect(first.status).toBe(500);
+    const retry = await api().call(postJob({ items: urls(2) }, headers));
+    expect(retry).toMatchObject({ status: 200, body: { status: 'complete' } });
+  });
+
+  it('hands a run that got as far as a manifest to the runner (202), which finishes it', async () => {
+    const headers = { 'idempotency-key': 'sync-manifest-written' };
+    const restore = denyWrites((key) => key.includes('/results/'));
+    let first: Reply;
+    const { call, dispatcher } = api();
+    try {
+      first = await call(postJob({ items: urls(2) }, headers));
+    } finally {
+      restore();
+    }
+    expect(first).toMatchObject({ status: 202, body: { status: 'accepted' } });
+    expect(dispatcher.events).toEqual([{ jobId: 'sync-manifest-written', accepted: true }]);
+    const summary = asRunSummary(
+      await runner()(dispatcher.events[0], createFakeContext({ remainingMs: 60_000 })),
+    );
+    expect(summary).toMatchObject({ status: 'complete', counts: { total: 2, succeeded: 2 } });
+  });
+});
+
 describe('GET /jobs/{id} and redrive', () => {
   it('answers 200 with the manifest of a finished job (events/api-get.json)', async () => {
     const { call } = api();
@@ -332,11 +377,13 @@ describe('GET /jobs/{id} and redrive', () => {
     });
   });
 
-  it('refuses (409) a redrive of a job whose last run died, which GET shows as partial', async () => {
+  it('refuses (409) a redrive of a job whose last run died, which GET shows as partial; a repeated POST resumes it', async () => {
     const { call, dispatcher } = api();
-    await call(loadEvent('api-post-small.json', world.upstream.url) as unknown as APIGatewayProxyEventV2);
+    const job = { items: [`${world.upstream.url}item/1`, `${world.upstream.url}item/2?status=404`] };
+    const headers = { 'idempotency-key': 'dead-run' };
+    expect((await call(postJob(job, headers))).status).toBe(200);
     // A run that died mid-way: its checkpoint stays `running`, its heartbeat an hour old.
-    const key = 'jobs/demo-small-0001/manifest.json';
+    const key = 'jobs/dead-run/manifest.json';
     const stored = JSON.parse(await world.s3.getText(key)) as Record<string, unknown>;
     const dead = {
       ...stored,
@@ -346,13 +393,20 @@ describe('GET /jobs/{id} and redrive', () => {
     await world.s3.client.send(
       new PutObjectCommand({ Bucket: world.s3.bucket, Key: key, Body: JSON.stringify(dead) }),
     );
-    expect(await call(request('GET', '/jobs/demo-small-0001'))).toMatchObject({
+    expect(await call(request('GET', '/jobs/dead-run'))).toMatchObject({
       status: 200,
       body: { status: 'partial' },
     });
-    const reply = await call(request('POST', '/jobs/demo-small-0001/redrive'));
+    const reply = await call(request('POST', '/jobs/dead-run/redrive'));
     expect(reply).toMatchObject({ status: 409, body: { error: { code: 'JOB_RUNNING' } } });
     expect(dispatcher.events).toEqual([]);
+    // The same POST again hands the job to the runner, which finishes the dead run.
+    expect(await call(postJob(job, headers))).toMatchObject({ status: 202, body: { status: 'accepted' } });
+    expect(dispatcher.events).toEqual([{ jobId: 'dead-run', accepted: true }]);
+    const summary = asRunSummary(
+      await runner()(dispatcher.events[0], createFakeContext({ remainingMs: 60_000 })),
+    );
+    expect(summary).toMatchObject({ status: 'complete', counts: { total: 2, succeeded: 1, failed: 1 } });
   });
 
   it.each([
