@@ -109,21 +109,28 @@ export class FanoutStack extends Stack {
     });
 
     // Both functions run jobs (the API runs small ones in the request) under the prefix, and nowhere else.
+    // DeleteObject: a run removes the debris of dead runs, the API frees a claim nothing will run.
     const jobObjects = bucket.arnForObjects(`${config.prefix}/*`);
     for (const fn of [runner, api]) {
       fn.addToRolePolicy(
         new iam.PolicyStatement({
           sid: 'JobObjects',
-          actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts'],
+          actions: [
+            's3:GetObject',
+            's3:PutObject',
+            's3:DeleteObject',
+            's3:AbortMultipartUpload',
+            's3:ListMultipartUploadParts',
+          ],
           resources: [jobObjects],
         }),
       );
       // Without ListBucket a missing manifest reads as 403 instead of 404. The bucket holds only fanout's
-      // data, and listing names reads no object.
+      // data, and listing names reads no object. ListBucketMultipartUploads finds dead runs' uploads.
       fn.addToRolePolicy(
         new iam.PolicyStatement({
           sid: 'JobListing',
-          actions: ['s3:ListBucket'],
+          actions: ['s3:ListBucket', 's3:ListBucketMultipartUploads'],
           resources: [bucket.bucketArn],
         }),
       );

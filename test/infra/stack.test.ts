@@ -357,10 +357,12 @@ describe('least privilege', () => {
     expect(actionsOf(statements)).toEqual([
       'lambda:InvokeFunction',
       's3:AbortMultipartUpload',
+      's3:DeleteObject',
       's3:GetObject',
       's3:GetObject',
       's3:ListBucket',
       's3:ListBucket',
+      's3:ListBucketMultipartUploads',
       's3:ListMultipartUploadParts',
       's3:PutObject',
       'sqs:GetQueueAttributes',
@@ -382,8 +384,10 @@ describe('least privilege', () => {
     expect(actionsOf(statements)).toEqual([
       'lambda:InvokeFunction',
       's3:AbortMultipartUpload',
+      's3:DeleteObject',
       's3:GetObject',
       's3:ListBucket',
+      's3:ListBucketMultipartUploads',
       's3:ListMultipartUploadParts',
       's3:PutObject',
       'states:StartExecution',
