@@ -139,7 +139,7 @@ export function toEvent(
     const match = route.pattern.exec(url.pathname);
     route.names.forEach((name, index) => {
       const value = match?.[index + 1];
-      if (value !== undefined) pathParameters[name] = decodeURIComponent(value);
+      if (value !== undefined) pathParameters[name] = decodeOrRaw(value);
     });
   }
   const contentType = headers['content-type'] ?? '';
@@ -216,4 +216,13 @@ function sendJson(res: http.ServerResponse, status: number, value: unknown): voi
   const text = JSON.stringify(value);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** A broken %-escape is passed on as written: the handler answers it (400), as behind API Gateway. */
+function decodeOrRaw(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
 }

@@ -38,6 +38,9 @@ describe('fanout serve', () => {
       expect(got.status).toBe(200);
       expect(((await got.json()) as Manifest).jobId).toBe(`serve-small-${process.pid}`);
       expect((await fetch(`${url}/jobs/never-submitted`)).status).toBe(404);
+      const malformed = await fetch(`${url}/jobs/%E0%A4%A`);
+      expect(malformed.status).toBe(400);
+      expect(await malformed.json()).toMatchObject({ error: { code: 'INVALID_PATH' } });
 
       const largeId = `serve-large-${process.pid}`;
       const items = Array.from({ length: 150 }, (_, index) => `${world.upstream.origin}/item/${index}`);
