@@ -703,6 +703,8 @@ export function startFanOut(
       totalTimeoutMs: options.timeouts.totalMs,
       maxBodyBytes: options.maxBodyBytes,
     });
+    // A first report at once: a listener learns the run has started before any item finishes.
+    reportProgress(true);
     const signal = runtime.signal;
     if (signal?.aborted) stop('signal');
     else signal?.addEventListener('abort', onSignalAbort, { once: true });

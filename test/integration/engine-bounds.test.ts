@@ -103,6 +103,29 @@ describe('intake', () => {
     });
     expect(run.progress().loopDelayP99Ms).toBeGreaterThanOrEqual(0);
   });
+
+  it('reports progress once when the run starts, before any item finishes', async () => {
+    const controller = new AbortController();
+    // Only a failing run needs this: the item hangs until the signal.
+    const safety = setTimeout(() => controller.abort(), 5_000);
+    const first: Array<{ finished: number; inFlight: number }> = [];
+    const run = startFanOut([toItem(`${upstream.url}hangs?hang=1`)], parseOptions({}), {
+      ...runtime,
+      signal: controller.signal,
+      onProgress: (progress) => {
+        if (first.length === 0) {
+          first.push({
+            finished: progress.succeeded + progress.failed + progress.pending,
+            inFlight: progress.inFlight,
+          });
+          controller.abort();
+        }
+      },
+    });
+    await collect(run.outcomes);
+    clearTimeout(safety);
+    expect(first).toEqual([{ finished: 0, inFlight: 0 }]);
+  });
 });
 
 function toItem(url: string): Item {
