@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { API_REMAINING_MS } from '../../functions/cli/serve.ts';
 import {
   API_TIMEOUT_SECONDS,
   DEFAULT_RUNNER_MEMORY_MB,
@@ -139,6 +140,8 @@ describe('functions', () => {
     expect(DEFAULT_RUNNER_MEMORY_MB).toBe(3_538);
     expect(RUNNER_TIMEOUT_SECONDS).toBe(900);
     expect(API_TIMEOUT_SECONDS).toBeLessThan(30);
+    // `fanout serve` gives each request what the deployed function has.
+    expect(API_REMAINING_MS).toBe(API_TIMEOUT_SECONDS * 1000);
   });
 
   it('reserves the configured concurrency for the runner only', () => {
