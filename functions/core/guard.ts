@@ -257,11 +257,16 @@ export function parseAllowList(entries: readonly string[]): AllowList {
       }
       const [base, bits] = ipaddr.parseCIDR(bare);
       if (base.kind() === 'ipv4') v4.push([base as ipaddr.IPv4, bits]);
-      else v6.push([base as ipaddr.IPv6, bits]);
+      else if ((base as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
+        // Addresses are judged as IPv4 once unmapped: a mapped entry must be too, or it never matches.
+        v4.push([(base as ipaddr.IPv6).toIPv4Address(), bits - 96]);
+      } else v6.push([base as ipaddr.IPv6, bits]);
       continue;
     }
     if (isIP(bare) === 6) {
-      v6.push([ipaddr.IPv6.parse(bare), 128]);
+      const address = ipaddr.IPv6.parse(bare);
+      if (address.isIPv4MappedAddress()) v4.push([address.toIPv4Address(), 32]);
+      else v6.push([address, 128]);
       continue;
     }
     if (isIPv4(bare)) {

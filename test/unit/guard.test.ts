@@ -17,6 +17,9 @@ describe('parseAllowList', () => {
     { entry: '::1', hosts: [], v4: [], v6: ['::1/128'], open: false },
     { entry: '[fd00::1]', hosts: [], v4: [], v6: ['fd00::1/128'], open: false },
     { entry: 'fd00::/8', hosts: [], v4: [], v6: ['fd00::/8'], open: false },
+    // Addresses are judged as IPv4 once unmapped, so a mapped entry is kept as IPv4 to match them.
+    { entry: '::ffff:10.0.0.1', hosts: [], v4: ['10.0.0.1/32'], v6: [], open: false },
+    { entry: '::ffff:10.0.0.0/104', hosts: [], v4: ['10.0.0.0/8'], v6: [], open: false },
   ])('accepts $entry', ({ entry, hosts, v4, v6, open }) => {
     const list = parseAllowList([entry]);
     expect([...list.hosts]).toEqual(hosts);
@@ -108,6 +111,16 @@ describe('checkUrl', () => {
     // Only DNS can tell whether other.example lands in 10.0.0.0/8: the connector judges its port.
     expect(allowing.checkUrl(new URL('http://other.example:9000/'))).toBeNull();
     expect(allowing.checkUrl(new URL('http://[::1]:9000/'))?.message).toMatch(/loopback/);
+  });
+
+  it('lets an IPv4-mapped allow entry open the IPv4 address it maps', () => {
+    const mapped = createDestinationGuard({
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      allow: ['::ffff:10.0.0.1'],
+    });
+    expect(mapped.checkUrl(new URL('http://10.0.0.1/'))).toBeNull();
+    expect(mapped.checkUrl(new URL('http://[::ffff:10.0.0.1]/'))).toBeNull();
+    expect(mapped.checkUrl(new URL('http://10.0.0.2/'))).not.toBeNull();
   });
 
   it('honours allowedPorts from the deployment', () => {
