@@ -153,6 +153,16 @@ describe('content type and charset (shared between responses)', () => {
     }
   });
 
+  it('takes the first of two charset parameters', () => {
+    const latin1 = new Uint8Array([0x22, 0xe9, 0x22]);
+    const response = respond(
+      latin1,
+      'application/json; charset=iso-8859-1; charset=utf-8',
+      'https://a.example/',
+    );
+    expect(jsonTransform(response, {})).toBe('é');
+  });
+
   it('keeps strict and lenient decoding apart for the same charset', () => {
     // <title>a\xffb</title>: 0xff is never valid UTF-8.
     const invalid = new Uint8Array([

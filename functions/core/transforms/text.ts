@@ -21,7 +21,8 @@ export function parseContentType(headers: Record<string, string>): MediaType {
   let charset: string | null = null;
   for (const param of params) {
     const eq = param.indexOf('=');
-    if (eq < 0 || param.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
+    // The first charset parameter counts (RFC 9110 §5.6.6): a later one does not override it.
+    if (charset !== null || eq < 0 || param.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
     charset = param
       .slice(eq + 1)
       .trim()
