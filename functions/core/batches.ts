@@ -307,18 +307,46 @@ function batchStore(store: StoreConfig, jobId: string): StoreConfig {
 // ---------------------------------------------------------------------------------------------------
 // The merge
 
+/** The writer stamp of a merge's manifest: what a later merge may replace. */
+const MERGE_WRITER = 'merge:';
+
 /**
  * Writes the job's manifest from its batches, in the layout of a single run: every batch's listed parts,
  * counts summed, the planning's duplicates added, hosts merged. Items no batch finished (a batch that
  * never ran, died, or ran out of time) are collected into the job's pending.jsonl. Status by the DESIGN
  * rules: failed when a batch failed (with its error), partial when anything is pending, else complete.
- * Safe to repeat: it rewrites the same manifest from the same batches.
+ * Safe to repeat: it rewrites the same manifest from the same batches, until a run (a resume, a redrive)
+ * has written one of its own.
  */
 export async function mergeBatches(jobId: string, runtime: JobRuntime): Promise<Manifest> {
   const layout = storeLayout(runtime.store, jobId);
   const signal = runtime.signal;
   const plan = await getJson<MapPlan>(layout, planKey(layout), signal);
   if (!plan) throw new FanoutError('UNKNOWN_JOB', `job ${jobId}: no map plan at ${planKey(layout)}`);
+  // Once a run, a resume or a redrive has taken the job on from a merge, its manifest is newer than
+  // anything the batches hold: a repeated merge (a retried execution) returns it instead of undoing it.
+  const existing = await readManifestVersion(layout, signal);
+  if (existing && !existing.manifest.writer?.startsWith(MERGE_WRITER)) return existing.manifest;
+  const token = newToken();
+  let etag = existing?.etag ?? null;
+  if (existing?.manifest.pending) {
+    // The commit record lists pending.jsonl, which this merge rewrites in place: first commit a
+    // checkpoint that lists none (as a run does), so a merge that fails before its final write never
+    // leaves the record pointing at a rewritten pending.jsonl.
+    const { manifest } = existing;
+    etag = await writeManifest(
+      layout,
+      {
+        ...manifest,
+        status: 'running',
+        pending: null,
+        heartbeatAt: new Date(nowOf(runtime)).toISOString(),
+        writer: `${MERGE_WRITER}${token}:checkpoint`,
+      },
+      etag,
+      signal,
+    );
+  }
   const store = batchStore(runtime.store, jobId);
   const ids = new Set<string>();
   for (const { key } of await listKeys(layout, `${layout.base}/batches/`, signal)) {
@@ -326,7 +354,6 @@ export async function mergeBatches(jobId: string, runtime: JobRuntime): Promise<
     if (BATCH_ID.test(id)) ids.add(id);
   }
 
-  const token = newToken();
   const pending = new PendingWriter(layout, token);
   const merged = emptyMerge(plan);
   const covered: Array<[number, number]> = [];
@@ -373,8 +400,8 @@ export async function mergeBatches(jobId: string, runtime: JobRuntime): Promise<
     hosts: topHosts(merged.hosts),
   };
   if (error) manifest.error = error;
-  const existing = await readManifestVersion(layout, signal);
-  await writeManifest(layout, { ...manifest, writer: `merge:${token}` }, existing?.etag ?? null, signal);
+  // Against the version read at the start (or our checkpoint): a writer in between wins, we retry.
+  await writeManifest(layout, { ...manifest, writer: `${MERGE_WRITER}${token}` }, etag, signal);
   return manifest;
 }
 

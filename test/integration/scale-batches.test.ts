@@ -9,12 +9,14 @@ import {
   planBatches,
   runBatch,
 } from '../../functions/core/batches.ts';
+import { redriveJob } from '../../functions/core/redrive.ts';
 import type { JobRuntime } from '../../functions/core/run.ts';
 import { readManifest, runJob } from '../../functions/core/run.ts';
 import { sourceEntries } from '../../functions/core/source.ts';
 import type { Manifest } from '../../functions/core/types.ts';
 import { hitClock } from '../support/lambda.ts';
 import { startTestS3, type TestS3 } from '../support/s3.ts';
+import { injectS3Answers } from '../support/s3-faults.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 
 let s3: TestS3;
@@ -197,6 +199,77 @@ describe('plan, batches and merge', () => {
     ]);
     const merged = await mergeBatches('big-bodies', runtime());
     expect(merged.counts).toMatchObject({ total: 10, succeeded: 10 });
+  });
+});
+
+describe('a repeated merge', () => {
+  async function eventsOf(plan: Awaited<ReturnType<typeof planBatches>>): Promise<BatchEvent[]> {
+    const events: BatchEvent[] = [];
+    for await (const event of batchEvents(plan, store())) events.push(event);
+    return events;
+  }
+  async function idsIn(manifest: Manifest) {
+    const read = async (key: string) =>
+      (await s3.getText(key))
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => (JSON.parse(line) as { id: string }).id);
+    const listed = [...manifest.results, ...manifest.errors, ...(manifest.pending ? [manifest.pending] : [])];
+    const pending = manifest.pending ? await read(manifest.pending) : [];
+    return { all: (await Promise.all(listed.map(read))).flat(), pending };
+  }
+
+  it("after a redrive returns the redrive's manifest instead of undoing it (a retried execution)", async () => {
+    const items = [
+      ...Array.from({ length: 4 }, (_, i) => `${upstream.url}ok/${i}`),
+      ...Array.from({ length: 2 }, (_, i) => `${upstream.url}flaky/${i}?failFirst=1&failStatus=500`),
+    ];
+    const plan = await planBatches(
+      { jobId: 'merge-after-redrive', items, options: { retries: { maxAttempts: 1 } } },
+      runtime(),
+      { batchSize: 3 },
+    );
+    for (const event of await eventsOf(plan)) await runBatch(event, runtime());
+    expect((await mergeBatches('merge-after-redrive', runtime())).counts).toMatchObject({
+      succeeded: 4,
+      failed: 2,
+    });
+    const redriven = await redriveJob('merge-after-redrive', {}, runtime());
+    expect(redriven.counts).toMatchObject({ total: 6, succeeded: 6, failed: 0 });
+    const again = await mergeBatches('merge-after-redrive', runtime());
+    expect(again.counts).toMatchObject({ total: 6, succeeded: 6, failed: 0 });
+    const ids = (await idsIn(again)).all;
+    expect(new Set(ids).size).toBe(6);
+    expect(ids).toHaveLength(6);
+  });
+
+  it('that fails its manifest write leaves the commit record and its pending.jsonl consistent', async () => {
+    const items = Array.from({ length: 6 }, (_, i) => `${upstream.url}ok/${i}`);
+    const plan = await planBatches({ jobId: 'merge-fails-late', items }, runtime(), { batchSize: 2 });
+    const events = await eventsOf(plan);
+    await runBatch(events[0] as BatchEvent, runtime());
+    expect((await mergeBatches('merge-fails-late', runtime())).counts).toMatchObject({ pending: 4 });
+    await runBatch(events[1] as BatchEvent, runtime());
+    // Test-only S3 fault: the merge's final manifest write is refused (a checkpoint would be let through).
+    const restore = injectS3Answers(s3.client, (command, { input }) => {
+      if (command !== 'PutObjectCommand' || input.Key !== 'jobs/merge-fails-late/manifest.json') return null;
+      return String(input.Body).includes('"status": "running"')
+        ? null
+        : { status: 403, code: 'AccessDenied' };
+    });
+    try {
+      await expect(mergeBatches('merge-fails-late', runtime())).rejects.toThrow();
+    } finally {
+      restore();
+    }
+    const committed = (await readManifest(store(), 'merge-fails-late')) as Manifest;
+    const { all, pending } = await idsIn(committed);
+    expect(pending).toHaveLength(committed.pending === null ? 0 : committed.counts.pending);
+    expect(new Set(all).size).toBe(all.length);
+    // The next merge (Step Functions' retry) finishes the job's record from the batches.
+    const retried = await mergeBatches('merge-fails-late', runtime());
+    expect(retried.counts).toMatchObject({ total: 6, succeeded: 4, pending: 2 });
+    expect(new Set((await idsIn(retried)).all).size).toBe(6);
   });
 });
 
