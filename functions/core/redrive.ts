@@ -173,11 +173,12 @@ class PartRoller {
     if (this.#current.bytes >= this.#layout.partBytes) await this.close();
   }
 
-  async close(): Promise<void> {
+  /** Closes the open part; when that fails it stays open, for abort() to abort. */
+  async close(signal?: AbortSignal): Promise<void> {
     const part = this.#current;
-    this.#current = null;
     if (!part) return;
-    await part.close();
+    await part.close(signal);
+    this.#current = null;
     this.keys.push(part.key);
     this.lines += part.lines;
   }
@@ -249,16 +250,17 @@ class Redrive {
       }
       // Cancelled by the caller (or its deadline): not a failure; what did not finish keeps its old line.
       if (parent?.aborted && !(this.#fatal instanceof ManifestConflictError)) this.#fatal = undefined;
-      // The job's signal may have fired (deadline, cancel): the last writes get their own short deadline.
-      const signal = finalWriteSignal(parent);
-      if (this.#fatal !== undefined) return await this.#giveBack(signal);
+      // The last writes get their own short deadline, not the job's signal: a cancel that lands while
+      // they run must not cut the commit (or the give-back), which would leave the job `running`.
+      if (this.#fatal !== undefined) return await this.#giveBack(finalWriteSignal(undefined));
+      const signal = finalWriteSignal(undefined);
       try {
         const copies = this.#finished.size > 0 ? await this.#copyErrorParts(selection.parts, signal) : [];
-        await Promise.all([this.#results.close(), this.#errors.close()]);
+        await Promise.all([this.#results.close(signal), this.#errors.close(signal)]);
         return await this.#commit(this.#finalManifest(copies), signal);
       } catch (error) {
         this.#fatal = error;
-        return await this.#giveBack(signal);
+        return await this.#giveBack(finalWriteSignal(undefined));
       }
     } finally {
       parent?.removeEventListener('abort', onAbort);

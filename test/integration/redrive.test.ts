@@ -160,6 +160,38 @@ describe('redriveJob', () => {
     );
   });
 
+  it('commits its final manifest when a cancel lands during the final writes (they have their own deadline)', async () => {
+    const items = [...urls('flaky', 4, '?failFirst=1&failStatus=500'), ...urls('ok', 2)];
+    await runJob(
+      { jobId: 'redrive-late-cancel', items, options: { retries: { maxAttempts: 1 } } },
+      runtime(),
+    );
+    const cancel = new AbortController();
+    // Test-only middleware: the cancel fires as the final manifest write goes out.
+    s3.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Key?: string; Body?: unknown };
+        const final =
+          context.commandName === 'PutObjectCommand' &&
+          input.Key?.endsWith('redrive-late-cancel/manifest.json') &&
+          !String(input.Body).includes('"status": "running"');
+        if (final) cancel.abort(new Error('cancelled during the final writes'));
+        return next(args);
+      },
+      { step: 'initialize', name: 'testCancelOnFinalWrite' },
+    );
+    let manifest: Manifest;
+    try {
+      manifest = await redriveJob('redrive-late-cancel', {}, runtime({ signal: cancel.signal }));
+    } finally {
+      s3.client.middlewareStack.remove('testCancelOnFinalWrite');
+    }
+    expect(cancel.signal.aborted).toBe(true);
+    expect(manifest).toMatchObject({ status: 'complete', counts: { total: 6, succeeded: 6, failed: 0 } });
+    expect((await readManifest(runtime().store, 'redrive-late-cancel'))?.status).toBe('complete');
+    await expectEachIdOnce(manifest);
+  });
+
   it('gives the job back unchanged when it fails midway, and a later redrive still lists each id once', async () => {
     const items = [...urls('flaky', 6, '?failFirst=1&failStatus=500'), ...urls('ok', 2)];
     const before = await runJob(
