@@ -1,5 +1,5 @@
 // The job: zod schemas (the one source of truth for API, runner and CLI), URL normalization, ids.
-import { hash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import * as z from 'zod';
 import * as D from './defaults.ts';
 import { type ItemError, type JobIssue, JobValidationError } from './errors.ts';
@@ -100,7 +100,8 @@ export function normalizeUrl(raw: string): UrlCheck {
   if (url.username || url.password)
     return { ok: false, message: 'invalid URL: credentials in the URL are not allowed' };
   if (!url.hostname) return { ok: false, message: 'invalid URL: no host' };
-  if (url.hash) url.hash = '';
+  // Unconditional: a bare trailing "#" has hash "" but stays in href.
+  url.hash = '';
   const normalized = url.href;
   if (normalized.length > D.MAX_URL_LENGTH) {
     return { ok: false, message: `invalid URL: longer than ${D.MAX_URL_LENGTH} characters once normalized` };
@@ -239,7 +240,7 @@ export function parseJob(input: unknown, limits: ParseLimits = {}): ParsedJob {
     return { jobId, items: [], duplicates: 0, source, options };
   }
   const { items, duplicates } = parseItems(job.items ?? [], limits);
-  const jobId = job.jobId ?? deriveJobId({ items: items.map((item) => item.id), options });
+  const jobId = job.jobId ?? deriveJobId({ items, options });
   return { jobId, items, duplicates, options };
 }
 
@@ -310,7 +311,8 @@ export type SourceLine = { ok: true; item: Item } | { ok: false; id: string; url
 export function parseSourceLine(line: string): SourceLine {
   const text = line.trim();
   let raw: unknown = text;
-  if (text.startsWith('{')) {
+  // JSONL: an object, or a bare URL as a JSON string; an unquoted line is a URL as written.
+  if (text.startsWith('{') || text.startsWith('"')) {
     try {
       raw = JSON.parse(text);
     } catch {
@@ -359,8 +361,22 @@ export function itemId(method: string, normalizedUrl: string, body: string | und
   return sha256Hex(`${method}\n${normalizedUrl}\n${body ?? ''}`).slice(0, 16);
 }
 
-function deriveJobId(basis: { items?: string[]; source?: string; options: JobOptions }): string {
-  return `job-${sha256Hex(JSON.stringify(basis)).slice(0, 16)}`;
+/**
+ * From the whole normalized job (DESIGN: "derived the same way from the normalized items and options"):
+ * each item's job form with its headers in name order, so two jobs that differ only in a header or an
+ * explicit id are two jobs. Hashed item by item: a big job never becomes one string.
+ */
+function deriveJobId(basis: { items?: readonly Item[]; source?: string; options: JobOptions }): string {
+  const digest = createHash('sha256');
+  digest.update(JSON.stringify({ source: basis.source ?? null, options: basis.options }));
+  for (const item of basis.items ?? []) {
+    const form = toJobForm(item);
+    if (form.headers !== undefined) {
+      form.headers = Object.fromEntries(Object.entries(item.headers).sort(([a], [b]) => (a < b ? -1 : 1)));
+    }
+    digest.update(`\n${JSON.stringify(form)}`);
+  }
+  return `job-${digest.digest('hex').slice(0, 16)}`;
 }
 
 function sha256Hex(text: string): string {

@@ -28,6 +28,8 @@ describe('normalizeUrl', () => {
     ['http://example.com:80/x', 'http://example.com/x'],
     ['http://example.com:8080/x', 'http://example.com:8080/x'],
     ['https://example.com', 'https://example.com/'],
+    // WHATWG gives a bare "#" an empty hash, yet keeps it in href.
+    ['https://example.com/x#', 'https://example.com/x'],
   ])('normalizes %s to %s', (raw, expected) => {
     expect(normalizeUrl(raw)).toEqual({ ok: true, url: expected });
   });
@@ -138,6 +140,16 @@ describe('parseJob', () => {
     expect(parseJob({ ...job, options: { concurrency: 3 } }).jobId).not.toBe(parseJob(job).jobId);
   });
 
+  it('derives the job id from whole items: another header or id is another job, header order is not', () => {
+    const withHeaders = (headers: Record<string, string>, id?: string) =>
+      parseJob({ items: [{ url: 'https://example.com/1', headers, ...(id ? { id } : {}) }] }).jobId;
+    const a = withHeaders({ authorization: 'Bearer A', accept: 'application/json' });
+    expect(withHeaders({ authorization: 'Bearer B', accept: 'application/json' })).not.toBe(a);
+    expect(withHeaders({ accept: 'application/json', authorization: 'Bearer A' })).toBe(a);
+    const byId = (url: string) => parseJob({ items: [{ id: 'x', url }] }).jobId;
+    expect(byId('https://example.com/a')).not.toBe(byId('https://example.com/b'));
+  });
+
   it('reads an S3 source without items', () => {
     const job = parseJob({ jobId: 'nightly', source: { s3: 's3://my-bucket/path/items.jsonl' } });
     expect(job.source).toEqual({
@@ -178,6 +190,12 @@ describe('parseSourceLine', () => {
       ok: true,
       item: { id: 'x1', method: 'DELETE' },
     });
+  });
+
+  it('reads a JSONL line that is a bare URL as a JSON string, as the same item as the unquoted line', () => {
+    const quoted = parseSourceLine('"https://example.com/a"');
+    expect(quoted).toEqual(parseSourceLine('https://example.com/a'));
+    expect(quoted.ok).toBe(true);
   });
 
   it('fails a bad line alone with INVALID_URL and a stable id', () => {
