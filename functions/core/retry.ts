@@ -70,6 +70,8 @@ export function isRetryable(failure: AttemptFailure): boolean {
  * Retry-After as a delay in ms: delta-seconds or an HTTP date (RFC 9110 §10.2.3), judged against `now`.
  * Returns null when absent or unparseable (then the backoff applies); a date in the past means 0.
  */
+const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
 export function parseRetryAfter(value: string | null | undefined, now: number): number | null {
   if (value === null || value === undefined) return null;
   const text = value.trim();
@@ -77,7 +79,8 @@ export function parseRetryAfter(value: string | null | undefined, now: number): 
   if (/^\d+$/.test(text)) return Number(text) * 1000;
   // HTTP dates always name the month; without this, V8's lenient Date.parse reads "-3" or "1.5" as dates.
   if (!/[A-Za-z]{3}/.test(text)) return null;
-  const date = Date.parse(text);
+  // asctime ("Sun Nov  6 08:49:37 1994") names no zone: HTTP dates are GMT, Date.parse would take local.
+  const date = Date.parse(ASCTIME.test(text) ? `${text} GMT` : text);
   if (Number.isNaN(date)) return null;
   return Math.max(0, date - now);
 }

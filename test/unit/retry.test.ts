@@ -69,6 +69,22 @@ describe('parseRetryAfter', () => {
   });
 });
 
+describe('parseRetryAfter in another local zone', () => {
+  it('reads all three HTTP date forms as GMT (asctime names no zone)', () => {
+    const saved = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      const now = Date.UTC(1994, 10, 6, 8, 49, 0);
+      expect(parseRetryAfter('Sun, 06 Nov 1994 08:49:37 GMT', now)).toBe(37_000);
+      expect(parseRetryAfter('Sunday, 06-Nov-94 08:49:37 GMT', now)).toBe(37_000);
+      expect(parseRetryAfter('Sun Nov  6 08:49:37 1994', now)).toBe(37_000);
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    }
+  });
+});
+
 describe('backoffMs', () => {
   it('grows exponentially under full jitter and stays below maxMs', () => {
     const top = () => 0.999_999;
