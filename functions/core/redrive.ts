@@ -13,6 +13,7 @@ import { startFanOut } from './engine.ts';
 import { type ErrorCode, FanoutError, type ItemError, isErrorCode } from './errors.ts';
 import { IdSet } from './finished-ids.ts';
 import { type ParsedJob, parseJob, parseSourceLine } from './job.ts';
+import { errorLine, succeededLine } from './lines.ts';
 import type { JobRuntime } from './run.ts';
 import {
   finalWriteSignal,
@@ -162,14 +163,15 @@ class PartRoller {
     this.#token = token;
   }
 
-  async write(line: string): Promise<void> {
+  /** One line, as `head + body + tail` (see StreamedObject.write). */
+  async write(head: string, body = '', tail = ''): Promise<void> {
     this.#current ??= new StreamedObject({
       layout: this.#layout,
       key: partKey(this.#layout, this.#kind, this.#run, this.#next++),
       createOnly: true,
       token: this.#token,
     });
-    await this.#current.write(line);
+    await this.#current.write(head, body, tail);
     if (this.#current.bytes >= this.#layout.partBytes) await this.close();
   }
 
@@ -272,6 +274,7 @@ class Redrive {
     const fanOut = engine(this.#items(selected), this.#job.options, {
       ...this.#runtime,
       signal: this.#controller.signal,
+      keepExactJson: true,
     });
     try {
       for await (const outcome of fanOut.outcomes) {
@@ -300,12 +303,13 @@ class Redrive {
 
   async #record(outcome: Outcome): Promise<void> {
     if (outcome.ok) {
-      const { id, url, status, attempts, ms } = outcome;
-      await this.#results.write(
-        JSON.stringify({ id, url, status, attempts, ms, value: outcome.value ?? null }),
-      );
-      this.#finished.add(id);
-      this.#moved++;
+      // The same line a run writes: the exact JSON text as received, or TRANSFORM_ERROR when not JSON.
+      const line = succeededLine(outcome);
+      if (line.kind === 'results') {
+        await this.#results.write(line.head, line.value, '}');
+        this.#moved++;
+      } else await this.#errors.write(line.line);
+      this.#finished.add(outcome.id);
       return;
     }
     // Not finished by this run (deadline, cancel): it keeps its old error line.
@@ -316,9 +320,8 @@ class Redrive {
       this.#aborted ??= { code: 'ABORTED', message: error.message };
       return;
     }
-    const { id, url, attempts, ms } = outcome;
-    await this.#errors.write(JSON.stringify({ id, url, error, attempts, ms }));
-    this.#finished.add(id);
+    await this.#errors.write(errorLine(outcome));
+    this.#finished.add(outcome.id);
   }
 
   /** Copies each listed error part that held a selected item, minus the items this run finished. */

@@ -1,6 +1,6 @@
 // The whole pipeline of one job: job -> resume set -> engine -> streamed parts -> checkpoints -> manifest.
 import { type Clock, systemClock } from './clock.ts';
-import { exactJsonOf, startFanOut } from './engine.ts';
+import { startFanOut } from './engine.ts';
 import { FanoutError } from './errors.ts';
 import { IdSet } from './finished-ids.ts';
 import {
@@ -11,6 +11,7 @@ import {
   toJobDocument,
   toJobForm,
 } from './job.ts';
+import { badLineRecord, errorLine, succeededLine } from './lines.ts';
 import {
   FINAL_WRITE_TIMEOUT_MS,
   finalWriteSignal,
@@ -450,24 +451,10 @@ class RunSession {
   /** Writes an outcome's line; a promise only when the caller must wait before the next one. */
   #record(outcome: Outcome): Promise<void> | undefined {
     if (outcome.ok) {
-      // The line's head, then the value's JSON as its own piece: the joined line is never built. A
-      // whole JSON body goes in as the origin wrote it (exactJsonOf: no precision lost, no re-serializing).
-      const exact = exactJsonOf(outcome);
-      let value: string;
-      if (exact !== undefined) value = oneLine(exact);
-      else {
-        try {
-          value = JSON.stringify(outcome.value ?? null) ?? 'null';
-        } catch (error) {
-          // A value JSON cannot hold (a BigInt, a cycle: both cross a worker boundary) fails its item only.
-          const { id, url, attempts, ms } = outcome;
-          const message = `the transform's value is not JSON: ${error instanceof Error ? error.message : String(error)}`;
-          return this.#errors.write(
-            errorLine({ id, url, ok: false, error: { code: 'TRANSFORM_ERROR', message }, attempts, ms }),
-          );
-        }
-      }
-      return this.#results.write(resultHead(outcome), value, '}');
+      const line = succeededLine(outcome);
+      return line.kind === 'results'
+        ? this.#results.write(line.head, line.value, '}')
+        : this.#errors.write(line.line);
     }
     if (outcome.pending === true) return this.#recordPending(outcome);
     if (outcome.error.code === 'ABORTED' && !this.#aborted)
@@ -719,36 +706,4 @@ function onAbort(signal: AbortSignal | undefined, listener: (reason: unknown) =>
   const handler = (): void => listener(signal.reason);
   signal.addEventListener('abort', handler, { once: true });
   return () => signal.removeEventListener('abort', handler);
-}
-
-/**
- * `{"id","url","status","attempts","ms","value":` : the head of a result line. Head + the value's JSON +
- * `}` is the same text as JSON.stringify of `{id, url, status, attempts, ms, value}`, built without the
- * object. The id leads, for idOfLine.
- */
-function resultHead(outcome: SucceededOutcome): string {
-  return `{"id":${JSON.stringify(outcome.id)},"url":${JSON.stringify(outcome.url)},"status":${jsonNumber(outcome.status)},"attempts":${jsonNumber(outcome.attempts)},"ms":${jsonNumber(outcome.ms)},"value":`;
-}
-
-/** `{"id","url","error":{"code","message","status"?},"attempts","ms"}`, built the same way. */
-function errorLine(outcome: FailedOutcome): string {
-  const { id, url, error, attempts, ms } = outcome;
-  return `{"id":${JSON.stringify(id)},"url":${JSON.stringify(url)},"error":${JSON.stringify(error)},"attempts":${jsonNumber(attempts)},"ms":${jsonNumber(ms)}}`;
-}
-
-const LINE_BREAK = /[\r\n]/g;
-
-/** Valid JSON text on one line: its line breaks can only be whitespace between tokens, so spaces do as well. */
-function oneLine(json: string): string {
-  return json.includes('\n') || json.includes('\r') ? json.replace(LINE_BREAK, ' ') : json;
-}
-
-/** The errors line of a source line that is not an item (its id is the line's). */
-function badLineRecord(parsed: Extract<SourceLine, { ok: false }>): string {
-  return JSON.stringify({ id: parsed.id, url: parsed.url, error: parsed.error, attempts: 0, ms: 0 });
-}
-
-/** A number as JSON.stringify writes it (NaN and the infinities as null). */
-function jsonNumber(value: number): string {
-  return Number.isFinite(value) ? String(value) : 'null';
 }

@@ -3,6 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redriveJob } from '../../functions/core/redrive.ts';
 import { runJob } from '../../functions/core/run.ts';
 import { startTestS3, type TestS3 } from '../support/s3.ts';
 
@@ -16,7 +17,14 @@ let base: string;
 
 beforeAll(async () => {
   s3 = await startTestS3();
+  let flakyHits = 0;
   origin = createServer((request, response) => {
+    // /flaky fails its first hit: a job's first run records an error, its redrive the value.
+    if (request.url?.startsWith('/flaky') && ++flakyHits === 1) {
+      response.statusCode = 500;
+      response.end();
+      return;
+    }
     response.setHeader('content-type', request.url?.startsWith('/text') ? 'text/plain' : 'application/json');
     response.end(BODY);
   });
@@ -53,6 +61,19 @@ describe('exact JSON in the results', () => {
       expect(JSON.parse(line).value.tags).toEqual(['a', 'b']);
     }
     expect(auto).toHaveLength(2);
+  });
+
+  it('writes the exact text on a redrive too', async () => {
+    const first = await runJob(
+      { jobId: 'exact-json-redrive', items: [`${base}flaky`], options: { retries: { maxAttempts: 1 } } },
+      runtime(),
+    );
+    expect(first.counts.failed).toBe(1);
+    const redriven = await redriveJob('exact-json-redrive', {}, runtime());
+    expect(redriven.counts.succeeded).toBe(1);
+    const [line] = (await s3.getText(redriven.results.at(-1) ?? '')).split('\n');
+    expect(line).toContain('"id": 18446744073709551615');
+    expect(line).toContain('"price": 1.10');
   });
 
   it('serializes a projection (select) from the parsed value', async () => {
