@@ -220,6 +220,9 @@ export interface ParsedJob {
   options: JobOptions;
 }
 
+/** Problems named in one rejection, at most. */
+const MAX_REPORTED_ISSUES = 20;
+
 export interface ParseLimits {
   /** Inline items allowed in one document (the API sets its own, lower). */
   maxItems?: number;
@@ -228,7 +231,11 @@ export interface ParseLimits {
 /** Validates a whole job; throws JobValidationError naming every problem's path. Fetches nothing. */
 export function parseJob(input: unknown, limits: ParseLimits = {}): ParsedJob {
   const parsed = JobSchema.safeParse(input);
-  if (!parsed.success) throw new JobValidationError(toIssues(parsed.error.issues));
+  if (!parsed.success) {
+    // Items are checked apart (parseItems): add theirs, so one rejection names every problem.
+    const issues = [...toIssues(parsed.error.issues), ...itemIssues(input, limits)];
+    throw new JobValidationError(issues.slice(0, MAX_REPORTED_ISSUES));
+  }
   const job = parsed.data;
   const options = job.options;
   // A transform the deployment does not have fails the job here, before anything is fetched.
@@ -242,6 +249,19 @@ export function parseJob(input: unknown, limits: ParseLimits = {}): ParsedJob {
   const { items, duplicates } = parseItems(job.items ?? [], limits);
   const jobId = job.jobId ?? deriveJobId({ items, options });
   return { jobId, items, duplicates, options };
+}
+
+/** The item problems of a job whose other fields failed (none when its items are not a list to check). */
+function itemIssues(input: unknown, limits: ParseLimits): readonly JobIssue[] {
+  const items =
+    typeof input === 'object' && input !== null ? (input as { items?: unknown }).items : undefined;
+  if (!Array.isArray(items)) return [];
+  try {
+    parseItems(items, limits);
+    return [];
+  } catch (error) {
+    return error instanceof JobValidationError ? error.issues : [];
+  }
 }
 
 /** Validates and resolves options alone (the library's `fanOut(items, options)`). */
@@ -298,7 +318,7 @@ export function parseItems(
     items.push(item);
   });
   // Report at most 20: a million bad lines must not become a megabyte of error text.
-  if (issues.length > 0) throw new JobValidationError(issues.slice(0, 20));
+  if (issues.length > 0) throw new JobValidationError(issues.slice(0, MAX_REPORTED_ISSUES));
   return { items, duplicates };
 }
 

@@ -225,6 +225,14 @@ describe('toJobForm and formatPath', () => {
     });
   });
 
+  it('names the problems of the items and of the options in one rejection', () => {
+    const message = rejection(() =>
+      parseJob({ items: ['https://example.com/a', 'not a url'], options: { concurrency: 5_000 } }),
+    );
+    expect(message).toContain('options.concurrency');
+    expect(message).toContain('items[1].url: invalid URL');
+  });
+
   it('formats paths as items[3].url', () => {
     expect(formatPath(['items', 3, 'url'])).toBe('items[3].url');
     expect(formatPath(['options', 'timeouts', 'totalMs'])).toBe('options.timeouts.totalMs');
