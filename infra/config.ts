@@ -76,6 +76,8 @@ export const FanoutConfigSchema = z.strictObject({
       error: 'must be a key prefix without slashes at the ends',
     })
     .default(DEFAULT_PREFIX),
+  /** Result and error parts gzipped (`.jsonl.gz`). */
+  gzip: z.boolean().default(false),
   /** Extra destinations for the network policy (grammar of --allow; "private" opens RFC 1918 and friends). */
   allow: z.array(z.string().min(1)).default([]),
   /** Buckets holding job sources (`source.s3`) that the runner and the state machine may read. */

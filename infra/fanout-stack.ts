@@ -60,6 +60,7 @@ export class FanoutStack extends Stack {
       FANOUT_BUCKET: bucket.bucketName,
       FANOUT_PREFIX: config.prefix,
       FANOUT_ALLOW: config.allow.join(','),
+      FANOUT_GZIP: String(config.gzip),
       FANOUT_SYNC_MAX_ITEMS: String(config.api.syncMaxItems),
       FANOUT_MAX_ITEMS: String(config.api.maxItems),
       FANOUT_MAX_REQUEST_BYTES: String(config.api.maxRequestBytes),

@@ -72,6 +72,10 @@ const EnvSchema = z.object({
     .enum(['true', 'false', ''], { error: 'must be "true" or "false"' })
     .optional()
     .transform((value) => value === 'true'),
+  FANOUT_GZIP: z
+    .enum(['true', 'false', ''], { error: 'must be "true" or "false"' })
+    .optional()
+    .transform((value) => value === 'true'),
 });
 
 export interface HandlerConfig {
@@ -93,6 +97,8 @@ export interface HandlerConfig {
   /** 'inprocess': continuations and accepted jobs run in this process (fanout serve, tests). */
   localDispatch: 'inprocess' | undefined;
   tracing: boolean;
+  /** Result and error parts as `.jsonl.gz`. */
+  gzip: boolean;
   /** Items per Distributed Map batch (the ItemBatcher's MaxItemsPerBatch). */
   mapBatchSize: number;
   /** The map's MaxConcurrency: each batch gets this share of a host's budget. */
@@ -126,6 +132,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HandlerConfig 
     deadlineMarginMs: value.FANOUT_DEADLINE_MARGIN_MS,
     localDispatch: value.FANOUT_LOCAL_DISPATCH,
     tracing: value.FANOUT_TRACING,
+    gzip: value.FANOUT_GZIP,
     mapBatchSize: value.FANOUT_MAP_BATCH_SIZE,
     mapConcurrency: value.FANOUT_MAP_CONCURRENCY,
     mapMinItems: value.FANOUT_MAP_MIN_ITEMS,

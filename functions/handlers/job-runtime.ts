@@ -43,7 +43,12 @@ export function resolveDeps(deps: HandlerDeps): ResolvedDeps {
   const { config } = deps;
   return {
     config,
-    store: { client: deps.s3 ?? createS3Client(process.env), bucket: config.bucket, prefix: config.prefix },
+    store: {
+      client: deps.s3 ?? createS3Client(process.env),
+      bucket: config.bucket,
+      prefix: config.prefix,
+      ...(config.gzip ? { gzip: true } : {}),
+    },
     dispatcher: deps.dispatcher ?? createRunnerDispatcher(config),
     clock: deps.clock ?? systemClock,
     transformRunner:

@@ -108,6 +108,7 @@ async function childEnv(runtime: JobRuntime): Promise<Record<string, string>> {
   const env: Record<string, string> = {
     FANOUT_BUCKET: store.bucket,
     FANOUT_PREFIX: store.prefix ?? 'jobs',
+    FANOUT_GZIP: store.gzip === true ? 'true' : 'false',
     FANOUT_ALLOW: (runtime.allow ?? []).join(','),
     // A partial merge stays partial, as a single `fanout run` does: rerun the job to resume it.
     FANOUT_MAX_CONTINUATIONS: '0',

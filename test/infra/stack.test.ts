@@ -161,6 +161,7 @@ describe('functions', () => {
           FANOUT_BUCKET: { Ref: bucketId },
           FANOUT_PREFIX: 'jobs',
           FANOUT_ALLOW: '10.0.0.0/8,internal.example',
+          FANOUT_GZIP: 'false',
           FANOUT_SYNC_MAX_ITEMS: '25',
           FANOUT_MAX_ITEMS: '10000',
           FANOUT_MAX_REQUEST_BYTES: String(1024 * 1024),

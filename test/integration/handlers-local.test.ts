@@ -31,6 +31,7 @@ describe('configuration', () => {
       deadlineMarginMs: 3_000,
       localDispatch: undefined,
       tracing: false,
+      gzip: false,
       mapBatchSize: 1_000,
       mapConcurrency: 40,
       mapMinItems: 5_000,

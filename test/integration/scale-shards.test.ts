@@ -72,6 +72,19 @@ describe('fanout run --shards K', () => {
     expect(await readManifest(runtime().store, 'k4')).toEqual(sharded);
   }, 240_000);
 
+  it('gzips every part when the store does (fanout run --shards K --gzip)', async () => {
+    const items = Array.from({ length: 40 }, (_, i) => `${upstream.origin}/item/${i}?bytes=64`);
+    const sharded = await runSharded({
+      job: { jobId: 'k2-gzip', items, options: { retries: { maxAttempts: 1 } } },
+      shards: 2,
+      runtime: { ...runtime(), store: { ...runtime().store, gzip: true } },
+    });
+    expect(sharded).toMatchObject({ status: 'complete', counts: { succeeded: 40 } });
+    expect(sharded.results.length).toBeGreaterThan(0);
+    expect(sharded.results.every((key) => key.endsWith('.jsonl.gz'))).toBe(true);
+    expect((await idSets(sharded)).results.size).toBe(40);
+  });
+
   it('prints a complete job again without running anything', async () => {
     const before = upstream.hits();
     const again = await runSharded({

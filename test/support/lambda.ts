@@ -34,6 +34,7 @@ export function testConfig(overrides: Partial<HandlerConfig> = {}): HandlerConfi
     maxContinuations: 20,
     deadlineMarginMs: 3_000,
     localDispatch: undefined,
+    gzip: false,
     tracing: false,
     mapBatchSize: 1_000,
     mapConcurrency: 40,
