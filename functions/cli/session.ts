@@ -60,7 +60,7 @@ export async function withRunSession<T>(
       const quiet = setTimeout(
         () =>
           say(
-            'waiting to start: a previous run of this job may still hold it (a killed run lets go within ~10 s)',
+            'waiting to start: a previous run of this job may still hold it (a killed run lets go within 8.5 s)',
           ),
         QUIET_START_NOTICE_MS,
       );
