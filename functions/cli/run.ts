@@ -92,8 +92,17 @@ export async function runJobFile(jobPath: string, flags: RunFlags): Promise<numb
     async (session) => {
       location = session.opened.location;
       try {
+        const { readManifest, runJob } = await import('../core/index.ts');
+        const { jobId } = parseJob(job);
+        const before = await readManifest(session.runtime.store, jobId, session.runtime.signal);
+        if (before?.status === 'complete' || before?.status === 'failed') {
+          // Returned as it is, fetching nothing: say so, and how to run its failed items again.
+          const failed = before.counts.failed;
+          session.say(
+            `job ${jobId} is already ${before.status}: nothing fetched${failed > 0 ? `; \`fanout redrive ${jobId}\` re-runs its ${failed} failed item${failed === 1 ? '' : 's'}` : ''}`,
+          );
+        }
         if (shards !== undefined && shards > 1) return await runShards(job, shards, session);
-        const { runJob } = await import('../core/index.ts');
         return await runJob(job, session.runtime);
       } catch (error) {
         if (error instanceof CliError) throw error;

@@ -165,6 +165,10 @@ describe('fanout run', () => {
     expect(second.code).toBe(3);
     expect(world.upstream.hits()).toBe(hits);
     expect(JSON.parse(second.stdout)).toMatchObject({ jobId: job.jobId, status: 'complete', runs: 1 });
+    // And says why nothing ran, and how to run the failed item again.
+    expect(second.stderr).toContain(`job ${job.jobId} is already complete: nothing fetched`);
+    expect(second.stderr).toContain(`fanout redrive ${job.jobId}\` re-runs its 1 failed item`);
+    expect(first.stderr).not.toContain('already complete');
   });
 
   it('writes a JSON progress line to stderr when stderr is not a terminal', async () => {
