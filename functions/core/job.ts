@@ -100,8 +100,8 @@ export function normalizeUrl(raw: string): UrlCheck {
   if (url.username || url.password)
     return { ok: false, message: 'invalid URL: credentials in the URL are not allowed' };
   if (!url.hostname) return { ok: false, message: 'invalid URL: no host' };
-  // Unconditional: a bare trailing "#" has hash "" but stays in href.
-  url.hash = '';
+  // By the raw text, not url.hash: a bare trailing "#" has hash "" but stays in href.
+  if (raw.includes('#')) url.hash = '';
   const normalized = url.href;
   if (normalized.length > D.MAX_URL_LENGTH) {
     return { ok: false, message: `invalid URL: longer than ${D.MAX_URL_LENGTH} characters once normalized` };
