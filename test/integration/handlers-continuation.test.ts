@@ -1,7 +1,7 @@
 // The must-show: 1,000 items through the runner with time for about a third per invocation, then continuations.
 import { expect, it } from 'vitest';
 import { readManifest } from '../../functions/core/index.ts';
-import { createInProcessDispatcher } from '../../functions/handlers/dispatch.ts';
+import { createInProcessDispatcher, type RunnerDispatcher } from '../../functions/handlers/dispatch.ts';
 import { createRunJobHandler, type RunSummary } from '../../functions/handlers/runner.ts';
 import type { DispatchEvent } from '../../functions/handlers/runner-events.ts';
 import {
@@ -23,6 +23,22 @@ const REMAINING_MS = MARGIN_MS + Math.round(ITEMS / 3) * MS_PER_HIT;
 
 const world = useLocalWorld();
 
+/** The runner handler on the test S3, with the margin and at most `maxContinuations` per chain. */
+function runner(
+  maxContinuations: number,
+  dispatcher: RunnerDispatcher,
+  clock: ReturnType<typeof hitClock>,
+): ReturnType<typeof createRunJobHandler> {
+  return createRunJobHandler({
+    config: testConfig({ bucket: world.s3.bucket, deadlineMarginMs: MARGIN_MS, maxContinuations }),
+    s3: world.s3.client,
+    dispatcher,
+    shell: capturedShell().shell,
+    clock,
+    transformRunner: 'inline',
+  });
+}
+
 it('runs 1,000 items over continuations to a complete manifest with each item exactly once', async () => {
   const clock = hitClock(() => world.upstream.hits(), MS_PER_HIT);
   const summaries: RunSummary[] = [];
@@ -38,14 +54,7 @@ it('runs 1,000 items over continuations to a complete manifest with each item ex
       throw error;
     },
   );
-  const handler = createRunJobHandler({
-    config: testConfig({ bucket: world.s3.bucket, deadlineMarginMs: MARGIN_MS, maxContinuations: 20 }),
-    s3: world.s3.client,
-    dispatcher,
-    shell: capturedShell().shell,
-    clock,
-    transformRunner: 'inline',
-  });
+  const handler = runner(20, dispatcher, clock);
   // Every 50th item fails (404, no retry): outcomes land in results and errors alike.
   const items = Array.from({ length: ITEMS }, (_, index) => ({
     id: `item-${String(index).padStart(4, '0')}`,
@@ -93,14 +102,7 @@ it('runs 1,000 items over continuations to a complete manifest with each item ex
 it('runs a job left partial by an exhausted chain again on a later trigger, with a chain of its own', async () => {
   const clock = hitClock(() => world.upstream.hits(), MS_PER_HIT);
   const dispatcher = recordingDispatcher();
-  const handler = createRunJobHandler({
-    config: testConfig({ bucket: world.s3.bucket, deadlineMarginMs: MARGIN_MS, maxContinuations: 1 }),
-    s3: world.s3.client,
-    dispatcher,
-    shell: capturedShell().shell,
-    clock,
-    transformRunner: 'inline',
-  });
+  const handler = runner(1, dispatcher, clock);
   const invoke = async (event: unknown, remainingMs: number): Promise<RunSummary> =>
     asRunSummary(await handler(event, createFakeContext({ remainingMs, now: clock.now })));
   const job = {
