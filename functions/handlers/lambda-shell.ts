@@ -9,10 +9,6 @@ import type { LogSink, Manifest, Progress } from '../core/index.ts';
 
 const SERVICE_NAME = 'fanout';
 const METRICS_NAMESPACE = 'fanout';
-// Not a literal import: esbuild would bundle the tracer (and the X-Ray SDK) into every handler, and
-// cold start is what we guard. With FANOUT_TRACING=true the deployment provides the package (layer).
-const TRACER_MODULE = '@aws-lambda-powertools/tracer';
-const TRACER_MIDDLEWARE_MODULE = '@aws-lambda-powertools/tracer/middleware';
 
 export type ShellHandler<TEvent, TResult> = (
   event: TEvent,
@@ -107,8 +103,6 @@ export function recordRunMetrics(metrics: Metrics, manifest: Manifest, figures: 
   }
 }
 
-type TracerModule = typeof import('@aws-lambda-powertools/tracer');
-type TracerMiddlewareModule = typeof import('@aws-lambda-powertools/tracer/middleware');
 type AnyMiddleware = MiddlewareObj<unknown, unknown>;
 
 /** Loads the tracer on the first invocation that needs it, so an untraced cold start never pays for it. */
@@ -116,8 +110,10 @@ function lazyTracer(): AnyMiddleware {
   let loading: Promise<AnyMiddleware> | undefined;
   const load = (): Promise<AnyMiddleware> => {
     loading ??= (async () => {
-      const { Tracer } = (await import(TRACER_MODULE)) as TracerModule;
-      const { captureLambdaHandler } = (await import(TRACER_MIDDLEWARE_MODULE)) as TracerMiddlewareModule;
+      // Literal imports: esbuild bundles the tracer (Lambda's runtime has no Powertools) but, without a
+      // static import, evaluates it only here, on the first traced invocation.
+      const { Tracer } = await import('@aws-lambda-powertools/tracer');
+      const { captureLambdaHandler } = await import('@aws-lambda-powertools/tracer/middleware');
       return captureLambdaHandler(new Tracer({ serviceName: SERVICE_NAME })) as AnyMiddleware;
     })();
     return loading;

@@ -84,7 +84,12 @@ interface Invocation {
   workers: { filename: string; task: string | null }[];
 }
 
-async function invokeBundle(bundle: string, event: unknown, name: string): Promise<Invocation> {
+async function invokeBundle(
+  bundle: string,
+  event: unknown,
+  name: string,
+  extraEnv: Record<string, string> = {},
+): Promise<Invocation> {
   const eventFile = join(work, `${name}.event.json`);
   writeFileSync(eventFile, JSON.stringify(event));
   const { stdout, stderr } = await run(
@@ -115,6 +120,7 @@ async function invokeBundle(bundle: string, event: unknown, name: string): Promi
         POWERTOOLS_SERVICE_NAME: 'fanout',
         POWERTOOLS_METRICS_NAMESPACE: 'Fanout',
         POWERTOOLS_LOG_LEVEL: 'WARN',
+        ...extraEnv,
       },
     },
   );
@@ -195,6 +201,12 @@ describe('the synthesized bundle', () => {
     expect(lines.map((line) => line.value.id).sort((a, b) => a - b)).toEqual(
       Array.from({ length: ITEMS }, (_, i) => i),
     );
+  });
+
+  it('runs with FANOUT_TRACING=true: the tracer is in the bundle (Lambda has no Powertools of its own)', async () => {
+    const job = { jobId: 'bundle-traced', items: items('traced').slice(0, 4), options: { concurrency: 2 } };
+    const { result } = await invokeBundle(bundles.runner, job, 'traced', { FANOUT_TRACING: 'true' });
+    expect(result).toMatchObject({ jobId: 'bundle-traced', status: 'complete', counts: { succeeded: 4 } });
   });
 
   it('answers POST /jobs in the API bundle with the manifest of a small job run in the request', async () => {
