@@ -70,13 +70,13 @@ async function invoke(eventPath: string, flags: InvokeFlags): Promise<number> {
       {
         remainingMs: flags.remainingMs,
         functionName: name === 'api' ? 'fanout-api' : 'fanout-runner',
+        // A 202 or a continuation started a run here: finish it (its logs on stderr) before the store goes.
+        drain: () => handlers.drain(),
       },
     );
     await new Promise<void>((resolve, reject) =>
       process.stdout.write(`${output}\n`, (error) => (error ? reject(error) : resolve())),
     );
-    // A 202 or a continuation started a run here: finish it before the store goes away.
-    await handlers.drain();
     return exitCode === 0 ? EXIT.OK : EXIT.FATAL;
   } finally {
     await opened.close();

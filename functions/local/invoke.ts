@@ -98,15 +98,21 @@ export function toLambdaError(error: unknown): LambdaErrorPayload {
 export async function invokeForCli(
   handler: LambdaHandler | string,
   event: unknown,
-  options: InvokeOptions = {},
+  options: InvokeOptions & { drain?: () => Promise<void> } = {},
 ): Promise<{ exitCode: 0 | 1; output: string }> {
   const stdoutWrite = process.stdout.write;
   process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
   try {
-    const result = await invokeHandler(handler, event, options);
-    return { exitCode: 0, output: JSON.stringify(result ?? null) };
-  } catch (error) {
-    return { exitCode: 1, output: JSON.stringify(toLambdaError(error)) };
+    let answer: { exitCode: 0 | 1; output: string };
+    try {
+      const result = await invokeHandler(handler, event, options);
+      answer = { exitCode: 0, output: JSON.stringify(result ?? null) };
+    } catch (error) {
+      answer = { exitCode: 1, output: JSON.stringify(toLambdaError(error)) };
+    }
+    // Work the invocation started here (a 202's run, a continuation) logs to stderr too.
+    await options.drain?.();
+    return answer;
   } finally {
     process.stdout.write = stdoutWrite;
   }
@@ -137,11 +143,14 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     process.exit(1);
   }
   const event: unknown = JSON.parse(readFileSync(eventPath === '-' ? 0 : eventPath, 'utf8'));
+  // The result alone on stdout: work the handler started in this process may log after it returns.
+  const print = process.stdout.write.bind(process.stdout);
+  process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
   const { exitCode, output } = await invokeForCli(
     handlerPath ?? handlerFileForEvent(event),
     event,
     remainingMs === undefined ? {} : { remainingMs },
   );
-  process.stdout.write(`${output}\n`);
+  print(`${output}\n`);
   process.exitCode = exitCode;
 }

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../../functions/core/types.ts';
 import { runCli, s3Env, spawnCli, useCliWorld } from '../support/cli.ts';
+import { loadEvent } from '../support/lambda.ts';
 
 const world = useCliWorld();
 
@@ -82,6 +83,20 @@ describe('fanout invoke', () => {
     expect(result.code).toBe(0);
     expect(result.stdout.trim().split('\n')).toHaveLength(1);
     expect(JSON.parse(result.stdout)).toMatchObject({ jobId, status: 'complete' });
+  });
+
+  it('keeps stdout to the result when the invocation starts a run here (a 202): its logs go to stderr', async () => {
+    const event = world.dir.file(
+      'api-large.json',
+      loadEvent('api-post-large.json', `${world.upstream.origin}/`),
+    );
+    const result = await runCli(['invoke', event, '--bucket', world.s3.bucket, '--allow', '127.0.0.1'], {
+      env: s3Env(world.s3.endpoint),
+    });
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({ statusCode: 202 });
+    expect(result.stderr).toContain('run finished');
   });
 
   it("routes an API Gateway event to the api handler and prints Lambda's error payload for a bad event", async () => {
