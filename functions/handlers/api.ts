@@ -3,3 +3,6 @@ import { loadConfig } from './config.ts';
 import { createApiHandler } from './jobs-api.ts';
 
 export const handler = createApiHandler({ config: loadConfig(process.env) });
+
+/** For a local invoke of the bundle (`fanout invoke --function`): waits for runs started in-process. */
+export { drainInProcessRuns } from './dispatch.ts';

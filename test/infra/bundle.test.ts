@@ -1,13 +1,23 @@
 // The proof that the deployed code runs: synth with esbuild, copy each asset where no node_modules is reachable,
 // and invoke the bundled handlers with plain node against the local upstream and embedded S3 (sam local invoke's job).
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INLINE_MAX_BODY_BYTES } from '../../functions/core/pool.ts';
 import { PROJECT_ROOT } from '../../infra/fanout-function.ts';
+import { runCli, s3Env } from '../support/cli.ts';
 import { startTestS3, type TestS3 } from '../support/s3.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
 import { type CloudFormationTemplate, logicalIdOf, type Synthesized, synthStack } from './synth.ts';
@@ -207,6 +217,25 @@ describe('the synthesized bundle', () => {
     const job = { jobId: 'bundle-traced', items: items('traced').slice(0, 4), options: { concurrency: 2 } };
     const { result } = await invokeBundle(bundles.runner, job, 'traced', { FANOUT_TRACING: 'true' });
     expect(result).toMatchObject({ jobId: 'bundle-traced', status: 'complete', counts: { succeeded: 4 } });
+  });
+
+  it("runs through `fanout invoke --function` (the template's bundle, like sam local invoke), a 202's run drained", async () => {
+    const template = readdirSync(synth.outdir).find((name) => name.endsWith('.template.json')) ?? '';
+    const apiId = logicalIdOf(synth.json, 'AWS::Lambda::Function', 'ApiFunction');
+    const eventFile = join(work, 'cli-large.event.json');
+    writeFileSync(eventFile, localEvent('api-post-large.json'));
+    const result = await runCli(
+      ['invoke', eventFile, '--function', apiId, '--template', join(synth.outdir, template)],
+      { env: { ...s3Env(s3.endpoint), FANOUT_BUCKET: s3.bucket, FANOUT_ALLOW: '127.0.0.1' } },
+    );
+    expect(result.code).toBe(0);
+    // The result alone on stdout, though the run the 202 started logged while it was waited for.
+    expect(result.stdout.trim().split('\n')).toHaveLength(1);
+    const reply = JSON.parse(result.stdout) as { statusCode: number; body: string };
+    expect(reply.statusCode).toBe(202);
+    const { jobId } = JSON.parse(reply.body) as { jobId: string };
+    const manifest = JSON.parse(await s3.getText(`jobs/${jobId}/manifest.json`)) as { status: string };
+    expect(manifest.status).toBe('complete');
   });
 
   it('answers POST /jobs in the API bundle with the manifest of a small job run in the request', async () => {
