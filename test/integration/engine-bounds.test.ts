@@ -54,6 +54,19 @@ describe('per-origin bound', () => {
     expect(stats).toMatchObject({ requests: 3, succeeded: 3, failed: 0, throttled: 0, finalLimit: 2 });
     expect(stats?.p95Ms).toBeGreaterThanOrEqual(stats?.p50Ms ?? 0);
   });
+
+  it('puts the slow tail in p95, not p50: 2 of 20 answers wait 300 ms at the server', async () => {
+    const origin = upstream.originList[1] ?? '';
+    const items = Array.from({ length: 20 }, (_, i) =>
+      toItem(`${origin}/item/${i}${i >= 18 ? '?latency=300' : ''}`),
+    );
+    const run = startFanOut(items, parseOptions({ concurrency: 20, perHost: 20 }), runtime);
+    await collect(run.outcomes);
+    const stats = run.hostStats()[origin];
+    // A lower bound only: the server held those two answers 300 ms, however fast the rest came back.
+    expect(stats?.p95Ms).toBeGreaterThanOrEqual(300);
+    expect(stats?.p50Ms).toBeLessThanOrEqual(stats?.p95Ms ?? 0);
+  });
 });
 
 describe('intake', () => {
@@ -102,6 +115,26 @@ describe('intake', () => {
       retries: 0,
     });
     expect(run.progress().loopDelayP99Ms).toBeGreaterThanOrEqual(0);
+  });
+
+  it('reports an event-loop stall in loopDelayP99Ms', async () => {
+    let reports = 0;
+    const run = startFanOut(
+      [0, 1, 2, 3].map((i) => toItem(`${upstream.url}item/${i}?latency=50`)),
+      parseOptions({ concurrency: 1 }),
+      {
+        ...runtime,
+        onProgress: () => {
+          // Not the first report (the run's start): the monitor has been sampling for a while by the second.
+          if (++reports !== 2) return;
+          // A listener that blocks the loop for 120 ms: the monitor must see it (a lower bound).
+          const until = performance.now() + 120;
+          while (performance.now() < until);
+        },
+      },
+    );
+    await collect(run.outcomes);
+    expect(run.progress().loopDelayP99Ms).toBeGreaterThanOrEqual(80);
   });
 
   it('reports progress once when the run starts, before any item finishes', async () => {

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fanOut } from '../../functions/core/engine.ts';
 import type { ErrorCode } from '../../functions/core/errors.ts';
-import { applyCheapTransform } from '../../functions/core/transforms/inline.ts';
+import { createTransformPool } from '../../functions/core/pool.ts';
 import type { FetchedResponse, Outcome, Runtime, TransformRunner } from '../../functions/core/types.ts';
 import { recordingClock } from '../support/clock.ts';
 import { startUpstream, type Upstream } from '../support/upstream.ts';
@@ -160,26 +160,26 @@ describe('transforms', () => {
     });
   });
 
-  it('gives the same values without a pool as the pool gives for small bodies (auto, json, raw, digest)', async () => {
-    // What the pool does for a body under INLINE_MAX_BODY_BYTES: the cheap built-in on the main thread.
-    const poolInline: TransformRunner = async (response, spec) =>
-      applyCheapTransform(spec.name, response, spec.options) ?? {
-        ok: false,
-        code: 'TRANSFORM_ERROR',
-        message: 'n/a',
-      };
-    for (const name of ['auto', 'json', 'raw', 'digest']) {
-      for (const path of ['item/5', 'html', 'latin1']) {
-        const url = `${upstream.url}${path}`;
-        const spec = { transform: { name } };
-        const withPool = await one(url, spec, { transformRunner: poolInline });
-        const without = await one(url, spec);
-        expect(without.ok).toBe(withPool.ok);
-        if (without.ok && withPool.ok) expect(without.value).toEqual(withPool.value);
-        if (!without.ok && !withPool.ok && !without.pending && !withPool.pending) {
-          expect(without.error).toEqual(withPool.error);
+  it("gives the same values without a pool as the pool's worker threads give (auto, json, raw, digest)", async () => {
+    // inlineMaxBodyBytes 0: every body goes to a worker and its full transform, not the inline shortcut.
+    const pool = createTransformPool({ threads: 1, inlineMaxBodyBytes: 0 });
+    try {
+      for (const name of ['auto', 'json', 'raw', 'digest']) {
+        for (const path of ['item/5', 'html', 'latin1']) {
+          const url = `${upstream.url}${path}`;
+          const spec = { transform: { name } };
+          const inWorker = await one(url, spec, { transformRunner: pool.run });
+          const inline = await one(url, spec);
+          expect(inline.ok).toBe(inWorker.ok);
+          if (inline.ok && inWorker.ok) expect(inline.value).toEqual(inWorker.value);
+          if (!inline.ok && !inWorker.ok && !inline.pending && !inWorker.pending) {
+            expect(inline.error).toEqual(inWorker.error);
+          }
         }
       }
+      expect(pool.stats().pooled).toBeGreaterThan(0);
+    } finally {
+      await pool.close();
     }
   });
 
