@@ -151,7 +151,11 @@ describe('overlapping runs of one job', () => {
       () => null,
       (error: unknown) => error,
     );
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    // Until the first run holds the job (its `running` manifest is there): then the takeover is certain.
+    const layout = storeLayout(store, jobId);
+    while ((await readManifestVersion(layout, undefined))?.manifest.status !== 'running') {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     // leaseMs 0: the taker treats the live run as dead (a paused process looks exactly like this).
     const taker = fakeEngine(() => 'ok');
     const second = await runJob(job, { store, startFanOut: taker.startFanOut, leaseMs: 0 });
