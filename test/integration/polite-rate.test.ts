@@ -97,9 +97,10 @@ describe('rate cap measured at the server', () => {
         const inWindow = arrivals.filter((at) => at >= start && at < start + 1000).length;
         expect(inWindow).toBeLessThanOrEqual(rate + 1);
       }
-      // And over the whole run, the rate itself (5% for loopback jitter and the clock's whole ms).
-      const span = (arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0);
-      expect(((arrivals.length - 1) * 1000) / span).toBeLessThanOrEqual(rate * 1.05);
+      // And over the run, the rate itself (5% for loopback jitter and the clock's whole ms), from the
+      // second arrival: the first may come late by a cold connect, which would shorten the span.
+      const span = (arrivals.at(-1) ?? 0) - (arrivals[1] ?? 0);
+      expect(((arrivals.length - 2) * 1000) / span).toBeLessThanOrEqual(rate * 1.05);
     }
   });
 
