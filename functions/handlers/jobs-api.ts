@@ -44,7 +44,7 @@ export function createApiHandler(deps: HandlerDeps) {
     }
     // Large jobs run in the runner: with FANOUT_STATE_MACHINE_ARN set, an S3 source (or more than the
     // runner's mapMinItems) is planned there and started as a Step Functions execution named by the job
-    // id. Planning streams the whole source, which needs the runner's 15 minutes, not the API's 29 s.
+    // id. Planning streams the whole source, which needs the runner's 15 minutes, not the API's 28 s.
     if (job.source !== undefined || job.items.length > resolved.config.syncMaxItems) {
       try {
         await resolved.dispatcher.dispatch({ jobId: job.jobId, accepted: true });

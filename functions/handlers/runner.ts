@@ -204,7 +204,7 @@ function resolveScale(deps: HandlerDeps, scale: ScaleDeps): LargeJobs {
     },
     async start(job, runtime) {
       // Planning streams the whole source (dedupe, JSONL for the ItemReader): the runner's 15 minutes, not
-      // the API's 29 seconds. Repeating it for a redelivered event rewrites the same objects.
+      // the API's 28 seconds. Repeating it for a redelivered event rewrites the same objects.
       const plan = await planBatches(job, runtime, { batchSize, mapConcurrency });
       const name = executionName(plan.jobId);
       const { executionArn } = await startExecution({
