@@ -91,9 +91,7 @@ async function invoke(eventPath: string, flags: InvokeFlags): Promise<number> {
         drain: () => handlers.drain(),
       },
     );
-    await new Promise<void>((resolve, reject) =>
-      process.stdout.write(`${output}\n`, (error) => (error ? reject(error) : resolve())),
-    );
+    await printLine(output);
     return exitCode === 0 ? EXIT.OK : EXIT.FATAL;
   } finally {
     await opened.close();
@@ -153,10 +151,15 @@ async function invokeBundle(bundle: Bundle, event: unknown, flags: InvokeFlags):
     functionName: bundle.logicalId,
     ...(typeof drain === 'function' ? { drain: drain as () => Promise<void> } : {}),
   });
-  await new Promise<void>((resolve, reject) =>
+  await printLine(output);
+  return exitCode === 0 ? EXIT.OK : EXIT.FATAL;
+}
+
+/** The result on stdout, flushed before the command returns its exit code. */
+function printLine(output: string): Promise<void> {
+  return new Promise<void>((resolve, reject) =>
     process.stdout.write(`${output}\n`, (error) => (error ? reject(error) : resolve())),
   );
-  return exitCode === 0 ? EXIT.OK : EXIT.FATAL;
 }
 
 /** API Gateway HTTP API events carry requestContext.http; every runner event lacks it. */

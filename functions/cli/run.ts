@@ -76,11 +76,13 @@ export async function runJobFile(jobPath: string, flags: RunFlags): Promise<numb
   const input = await readJsonInput(jobPath);
   const { parseJob } = await import('../core/index.ts');
   let job: unknown;
+  let jobId = '';
   let expectedTotal: number | undefined;
   try {
     job = withOverrides(input.value, flags, parseJob);
     // Validate before S3 or the pool start: a bad job costs nothing and says where it is wrong.
     const parsed = parseJob(job);
+    jobId = parsed.jobId;
     if (parsed.source === undefined) expectedTotal = parsed.items.length;
   } catch (error) {
     throw new CliError(oneLine(error, input.source));
@@ -93,7 +95,6 @@ export async function runJobFile(jobPath: string, flags: RunFlags): Promise<numb
       location = session.opened.location;
       try {
         const { readManifest, runJob } = await import('../core/index.ts');
-        const { jobId } = parseJob(job);
         const before = await readManifest(session.runtime.store, jobId, session.runtime.signal);
         if (before?.status === 'complete' || before?.status === 'failed') {
           // Returned as it is, fetching nothing: say so, and how to run its failed items again.

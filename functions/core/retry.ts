@@ -66,12 +66,13 @@ export function isRetryable(failure: AttemptFailure): boolean {
   return false;
 }
 
+/** The asctime form of an HTTP date ("Sun Nov  6 08:49:37 1994"), the one that names no zone. */
+const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
 /**
  * Retry-After as a delay in ms: delta-seconds or an HTTP date (RFC 9110 §10.2.3), judged against `now`.
  * Returns null when absent or unparseable (then the backoff applies); a date in the past means 0.
  */
-const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
-
 export function parseRetryAfter(value: string | null | undefined, now: number): number | null {
   if (value === null || value === undefined) return null;
   const text = value.trim();

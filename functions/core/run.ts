@@ -3,14 +3,7 @@ import { type Clock, systemClock } from './clock.ts';
 import { startFanOut } from './engine.ts';
 import { FanoutError } from './errors.ts';
 import { IdSet } from './finished-ids.ts';
-import {
-  type ParsedJob,
-  parseJob,
-  parseSourceLine,
-  type SourceLine,
-  toJobDocument,
-  toJobForm,
-} from './job.ts';
+import { type ParsedJob, parseJob, parseSourceLine, toJobDocument, toJobForm } from './job.ts';
 import { badLineRecord, errorLine, succeededLine } from './lines.ts';
 import {
   FINAL_WRITE_TIMEOUT_MS,
@@ -35,7 +28,6 @@ import {
   writeManifest,
 } from './store.ts';
 import type {
-  FailedOutcome,
   HostStats,
   Item,
   Manifest,
@@ -43,7 +35,6 @@ import type {
   Outcome,
   PendingOutcome,
   StoreConfig,
-  SucceededOutcome,
 } from './types.ts';
 
 export type JobRuntime = import('./types.ts').Runtime & {

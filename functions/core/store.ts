@@ -597,7 +597,9 @@ export class StreamedObject {
     // lib-storage sends its parts without a signal: let those in flight land (or the deadline pass)
     // before the abort, so none arrives after it. It aborts the upload too, but in the background, and
     // only one it knows of; this is done on return, also when CreateMultipartUpload was in flight.
-    await settledOrAborted(Promise.allSettled(internals.concurrentUploaders ?? []), deadline);
+    await untilAborted(Promise.allSettled(internals.concurrentUploaders ?? []), deadline).catch(
+      () => undefined,
+    );
     const creating = internals.createMultiPartPromise?.catch(() => undefined);
     const uploadId =
       this.#upload.uploadId ??
@@ -636,19 +638,4 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Pro
     signal.addEventListener('abort', onAbort, { once: true });
   });
   return Promise.race([work, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
-}
-
-/** Resolves when `work` settles or `signal` fires, whichever is first. */
-async function settledOrAborted(work: Promise<unknown>, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return;
-  let onAbort = (): void => undefined;
-  const aborted = new Promise<void>((resolve) => {
-    onAbort = resolve;
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-  try {
-    await Promise.race([work, aborted]);
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
 }

@@ -21,6 +21,12 @@ const integer = (fallback: number, min: number, max: number) =>
     .optional()
     .transform((value) => value ?? fallback);
 
+/** "true" or "false" (or unset/empty: false). */
+const flag = z
+  .enum(['true', 'false', ''], { error: 'must be "true" or "false"' })
+  .optional()
+  .transform((value) => value === 'true');
+
 const optionalText = z
   .string()
   .trim()
@@ -68,14 +74,8 @@ const EnvSchema = z.object({
   FANOUT_MAP_CONCURRENCY: integer(40, 1, 10_000),
   FANOUT_MAP_MIN_ITEMS: integer(5_000, 1, 100_000_000),
   FANOUT_LOCAL_DISPATCH: z.enum(['inprocess'], { error: 'must be "inprocess" or unset' }).optional(),
-  FANOUT_TRACING: z
-    .enum(['true', 'false', ''], { error: 'must be "true" or "false"' })
-    .optional()
-    .transform((value) => value === 'true'),
-  FANOUT_GZIP: z
-    .enum(['true', 'false', ''], { error: 'must be "true" or "false"' })
-    .optional()
-    .transform((value) => value === 'true'),
+  FANOUT_TRACING: flag,
+  FANOUT_GZIP: flag,
 });
 
 export interface HandlerConfig {

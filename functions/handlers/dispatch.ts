@@ -13,44 +13,34 @@ export interface RunnerDispatcher {
 /** The local runner budget: as long as the longest Lambda invocation (15 minutes). */
 const LOCAL_REMAINING_MS = 900_000;
 
-/** The in-process dispatchers the handlers of this module instance built (FANOUT_LOCAL_DISPATCH). */
-const inProcessDispatchers = new Set<RunnerDispatcher>();
-/** Runs dispatched in-process and not yet settled, across those dispatchers. */
-let inProcessRuns = 0;
+/**
+ * The one in-process dispatcher of this module instance (FANOUT_LOCAL_DISPATCH): every handler here, and
+ * the runs they start, share it, so one drain waits for all of them.
+ */
+let inProcess: RunnerDispatcher | undefined;
 
 /**
  * Waits for every run the handlers started in this process (a 202's run, continuations, and what those
  * start in turn): what a local invoke of a bundle calls after the handler returns.
  */
 export async function drainInProcessRuns(): Promise<void> {
-  while (inProcessRuns > 0) for (const dispatcher of inProcessDispatchers) await dispatcher.drain();
+  await inProcess?.drain();
 }
 
 /** FANOUT_LOCAL_DISPATCH=inprocess runs the runner here (fanout serve); otherwise FANOUT_RUNNER_FUNCTION. */
 export function createRunnerDispatcher(config: HandlerConfig): RunnerDispatcher {
   if (config.localDispatch === 'inprocess') {
-    const dispatcher = createInProcessDispatcher(async (event) => {
-      try {
-        const [{ handler }, { invokeHandler }] = await Promise.all([
-          import('./run-job.ts'),
-          import('../local/invoke.ts'),
-        ]);
-        return await invokeHandler(handler, event, {
-          remainingMs: LOCAL_REMAINING_MS,
-          functionName: 'fanout-runner',
-        });
-      } finally {
-        inProcessRuns--;
-      }
+    inProcess ??= createInProcessDispatcher(async (event) => {
+      const [{ handler }, { invokeHandler }] = await Promise.all([
+        import('./run-job.ts'),
+        import('../local/invoke.ts'),
+      ]);
+      return invokeHandler(handler, event, {
+        remainingMs: LOCAL_REMAINING_MS,
+        functionName: 'fanout-runner',
+      });
     });
-    inProcessDispatchers.add(dispatcher);
-    return {
-      dispatch: (event) => {
-        inProcessRuns++;
-        return dispatcher.dispatch(event);
-      },
-      drain: () => dispatcher.drain(),
-    };
+    return inProcess;
   }
   return createLambdaDispatcher(config.runnerFunction);
 }
